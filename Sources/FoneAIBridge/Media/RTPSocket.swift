@@ -1,0 +1,109 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Counters of the shared RTP socket, kept on its event loop.
+public struct RTPSocketCounters: Sendable, Equatable {
+    public var received: UInt64 = 0
+    public var unknownSource: UInt64 = 0
+    public var malformed: UInt64 = 0
+}
+
+/// The one UDP socket every call's RTP arrives on and leaves from. Packets are matched to their
+/// call by source address:port, so one port serves every call.
+public final class RTPSocket: Sendable {
+    public let channel: any Channel
+    private let demux: NIOLoopBound<RTPDemuxHandler>
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    private init(channel: any Channel, demux: NIOLoopBound<RTPDemuxHandler>) {
+        self.channel = channel
+        self.demux = demux
+    }
+
+    /// Vector reads batch syscalls; the fixed allocator keeps them from truncating datagrams.
+    private static let batch = 32
+
+    public static func bind(host: String, port: Int, group: any EventLoopGroup) async throws -> RTPSocket {
+        let loop = group.next()
+        let handler = try await loop.submit { NIOLoopBound(RTPDemuxHandler(), eventLoop: loop) }.get()
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.datagramVectorReadMessageCount, value: batch)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: batch * 2048))
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handler.value)
+                }
+            }
+            .bind(host: host, port: port).get()
+        return RTPSocket(channel: channel, demux: handler)
+    }
+
+    /// Routes packets from `remote` (Asterisk's RTP socket for this call) to `media`.
+    public func attach(_ media: CallMedia, remote: SocketAddress) async {
+        media.setRemote(remote)
+        try? await channel.eventLoop.submit { [demux] in
+            demux.value.routes[remote] = media
+        }.get()
+    }
+
+    /// Starts pacing the call's queued AI audio out to Asterisk.
+    public func startPlayout(_ media: CallMedia) {
+        let channel = self.channel
+        channel.eventLoop.execute { media.startPacer(on: channel) }
+    }
+
+    public func detach(_ media: CallMedia) async {
+        media.stopPacer()
+        guard let remote = media.remote else { return }
+        try? await channel.eventLoop.submit { [demux] in
+            if demux.value.routes[remote] === media { demux.value.routes[remote] = nil }
+        }.get()
+    }
+
+    public func counters() async -> RTPSocketCounters {
+        (try? await channel.eventLoop.submit { [demux] in demux.value.counters }.get()) ?? RTPSocketCounters()
+    }
+
+    /// Answers once the RTP event loop runs tasks: the watchdog's proof of life.
+    public func probe() async -> Bool {
+        (try? await channel.eventLoop.submit { true }.get()) ?? false
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+final class RTPDemuxHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    var routes: [SocketAddress: CallMedia] = [:]
+    var counters = RTPSocketCounters()
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        counters.received &+= 1
+        guard let media = routes[envelope.remoteAddress] else {
+            counters.unknownSource &+= 1
+            return
+        }
+        envelope.data.withUnsafeReadableBytes { bytes in
+            switch RTPPacket.parse(bytes) {
+            case .success(let header):
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[header.payloadOffset ..< header.payloadOffset + header.payloadLength])
+                media.receive(payload: payload, allocator: context.channel.allocator)
+            case .failure:
+                counters.malformed &+= 1
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A UDP socket reports ICMP port-unreachable as an error on the next read; the socket is
+        // still fine, so keep reading.
+    }
+}
