@@ -1,0 +1,165 @@
+import FoundationEssentials
+import Synchronization
+
+/// A simulated caller: its channel in the fake Asterisk, what it sends and what it hears.
+public final class SimCall: Sendable {
+    /// Caller channel id (e.g. "1795747148.67").
+    public let id: String
+    /// Caller channel name (e.g. "Local/100@foneai-in-0000001a;2").
+    public let name: String
+    public let spec: SimCallSpec
+    /// CLOCK_MONOTONIC nanoseconds when the call was placed.
+    public let placedAtNanos: UInt64
+
+    struct State {
+        var outcome: SimCallOutcome?
+        var finalVariables: [String: String]?
+        var endedAtNanos: UInt64?
+        var waiters: [Int: CheckedContinuation<SimCallOutcome?, Never>] = [:]
+        var nextWaiter = 0
+        var heard: [Int16] = []
+        var heardPackets: [SimHeardPacket] = []
+        var packetsSent = 0
+        var firstSentNanos: UInt64?
+        var lastSentNanos: UInt64?
+        var mediaStartedAtNanos: UInt64?
+        var externalChannelID: String?
+        var bridgeID: String?
+    }
+
+    private let state = Mutex(State())
+    // Set once by the simulator right after creation.
+    private let coreRef: Mutex<AsteriskCore?> = Mutex(nil)
+
+    init(id: String, name: String, spec: SimCallSpec) {
+        self.id = id
+        self.name = name
+        self.spec = spec
+        self.placedAtNanos = simMonotonicNanos()
+    }
+
+    func attach(core: AsteriskCore) { coreRef.withLock { $0 = core } }
+    private var core: AsteriskCore? { coreRef.withLock { $0 } }
+
+    // MARK: public API
+
+    /// The outcome so far (nil while the call is still in Stasis).
+    public var outcome: SimCallOutcome? { state.withLock { $0.outcome } }
+
+    /// Waits until the call has left Stasis; nil on timeout.
+    public func waitForEnd(timeout: Duration) async -> SimCallOutcome? {
+        if let o = outcome { return o }
+        let key: Int = state.withLock { st in
+            st.nextWaiter += 1
+            return st.nextWaiter
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.resumeWaiter(key, with: nil)
+        }
+        let result: SimCallOutcome? = await withCheckedContinuation { cont in
+            let done: SimCallOutcome?? = state.withLock { st in
+                if let o = st.outcome { return .some(o) }
+                st.waiters[key] = cont
+                return .none
+            }
+            if let done { cont.resume(returning: done) }
+        }
+        timer.cancel()
+        return result
+    }
+
+    private func resumeWaiter(_ key: Int, with value: SimCallOutcome?) {
+        let cont = state.withLock { $0.waiters.removeValue(forKey: key) }
+        cont?.resume(returning: value)
+    }
+
+    /// The caller channel's variables: live while in Stasis, frozen when it left
+    /// (sessionId, FONEAI_STATUS, transferContext, STASISSTATUS …).
+    public func variables() async -> [String: String] {
+        if let v = state.withLock({ $0.finalVariables }) { return v }
+        return core?.channelVariables(id) ?? state.withLock { $0.finalVariables ?? [:] }
+    }
+
+    /// Everything the caller heard, decoded to 8 kHz samples, in arrival order.
+    public func heardAudio() async -> [Int16] { state.withLock { $0.heard } }
+
+    /// The RTP packets the caller received (after strict-RTP and payload-type filtering).
+    public func heardPackets() async -> [SimHeardPacket] { state.withLock { $0.heardPackets } }
+
+    /// Number of packets the caller heard.
+    public var rtpPacketsHeard: Int { state.withLock { $0.heardPackets.count } }
+
+    /// Arrival times (CLOCK_MONOTONIC ns) of the packets the caller heard.
+    public func heardArrivalNanos() async -> [UInt64] { state.withLock { $0.heardPackets.map(\.arrivalNanos) } }
+
+    /// Number of RTP packets sent from this call's audio to the bridge.
+    public var rtpPacketsSent: Int { state.withLock { $0.packetsSent } }
+
+    /// CLOCK_MONOTONIC ns of the first/last RTP packet sent to the bridge.
+    public var firstSentNanos: UInt64? { state.withLock { $0.firstSentNanos } }
+    public var lastSentNanos: UInt64? { state.withLock { $0.lastSentNanos } }
+    /// When the caller and an external media channel were first bridged together.
+    public var mediaStartedAtNanos: UInt64? { state.withLock { $0.mediaStartedAtNanos } }
+    /// When the call left Stasis.
+    public var endedAtNanos: UInt64? { state.withLock { $0.endedAtNanos } }
+    /// The external media channel / bridge this caller was bridged with (last seen).
+    public var externalChannelID: String? { state.withLock { $0.externalChannelID } }
+    public var bridgeID: String? { state.withLock { $0.bridgeID } }
+
+    /// The caller hangs up now (ChannelHangupRequest cause 16, ChannelLeftBridge, StasisEnd).
+    public func hangup() async {
+        core?.callerHangup(id)
+    }
+
+    /// The caller presses a key: ChannelDtmfReceived.
+    public func sendDTMF(_ digit: Character, durationMs: Int = 120) async {
+        core?.dtmf(id, digit: String(digit), durationMs: durationMs)
+    }
+
+    // MARK: internal
+
+    func timeline(for format: SimRTPFormat) -> AudioTimeline { AudioTimeline(spec.audio) }
+
+    func noteSent(count: Int) {
+        let now = simMonotonicNanos()
+        state.withLock { st in
+            st.packetsSent += count
+            if st.firstSentNanos == nil { st.firstSentNanos = now }
+            st.lastSentNanos = now
+        }
+    }
+
+    func noteMediaStarted(externalChannelID: String, bridgeID: String) {
+        let now = simMonotonicNanos()
+        state.withLock { st in
+            if st.mediaStartedAtNanos == nil { st.mediaStartedAtNanos = now }
+            st.externalChannelID = externalChannelID
+            st.bridgeID = bridgeID
+        }
+    }
+
+    func recordHeard(samples: [Int16], packet: SimHeardPacket) {
+        state.withLock { st in
+            st.heard.append(contentsOf: samples)
+            st.heardPackets.append(packet)
+        }
+    }
+
+    /// Marks the end; returns false when it had already ended.
+    @discardableResult
+    func finish(_ outcome: SimCallOutcome, variables: [String: String]) -> Bool {
+        let waiters: [CheckedContinuation<SimCallOutcome?, Never>]? = state.withLock { st in
+            guard st.outcome == nil else { return nil }
+            st.outcome = outcome
+            st.finalVariables = variables
+            st.endedAtNanos = simMonotonicNanos()
+            let w = Array(st.waiters.values)
+            st.waiters = [:]
+            return w
+        }
+        guard let waiters else { return false }
+        for w in waiters { w.resume(returning: outcome) }
+        return true
+    }
+}
