@@ -35,6 +35,10 @@ public final class CallMedia: Sendable {
     private let outbound: Mutex<OutboundState>
 
     static let frameMs = 20
+    /// A talkspurt starts once this many frames are queued (or after as many ticks of waiting):
+    /// AI audio arrives with jitter and the resampler holds back a few samples, so starting on
+    /// the first partial frame would pad nearly every packet with zeros.
+    static let prebufferFrames = 2
 
     struct OutboundState: ~Copyable {
         var playout: PlayoutBuffer
@@ -48,6 +52,9 @@ public final class CallMedia: Sendable {
         var silentTail = 0
         /// The next packet starts a talkspurt (RTP marker bit).
         var startsTalkspurt = true
+        /// Audio is being played; false while waiting for the prebuffer to fill.
+        var talking = false
+        var prebufferTicks = 0
         var frame: [Int16]
         /// Asterisk's end of this call's RTP (`UNICASTRTP_LOCAL_ADDRESS:PORT`), known once the
         /// external channel exists. AI audio queues up before that.
@@ -121,7 +128,11 @@ public final class CallMedia: Sendable {
 
     /// Barge-in: drops queued audio; returns the marks that will now never be reached.
     public func clearPlayout() -> [String] {
-        outbound.withLock { $0.playout.clear() }
+        outbound.withLock { state in
+            state.talking = false
+            state.prebufferTicks = 0
+            return state.playout.clear()
+        }
     }
 
     /// True when nothing is queued or owed: the caller has heard everything the AI sent.
@@ -181,14 +192,23 @@ public final class CallMedia: Sendable {
             guard let remote = state.remote else { return nil }
             defer { state.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement) }
             let count = state.frame.count
-            let hadAudio = state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
+            if !state.talking && state.playout.depthSamples > 0 {
+                state.prebufferTicks += 1
+                if state.playout.depthSamples >= count * Self.prebufferFrames || state.prebufferTicks > Self.prebufferFrames {
+                    state.talking = true
+                    state.prebufferTicks = 0
+                }
+            }
+            let hadAudio = state.talking && state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
             if state.playout.hasPendingMarks { marks = state.playout.takeReachedMarks() }
             if hadAudio {
                 state.silentTail = 2
             } else if state.silentTail > 0 {
+                state.talking = false
                 state.silentTail -= 1
                 state.frame.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             } else {
+                state.talking = false
                 state.startsTalkspurt = true
                 return nil
             }
