@@ -110,6 +110,43 @@ struct ControlServerTests {
         }
     }
 
+    @Test func hostileInputNeverCrashesTheServer() async throws {
+        try await Kit.withServer { _, path in
+            var generator = SystemRandomNumberGenerator()
+            var payload: [UInt8] = []
+            var lines = 0
+            let fixed: [String] = [
+                String(repeating: "[", count: 20_000), "{\"v\":1,\"id\":99999999999999999999999,\"cmd\":\"status\"}",
+                "{\"v\":1,\"id\":1e400,\"cmd\":\"status\"}", "null", "[]", "\"str\"", "{\"v\":1,\"id\":-1,\"cmd\":\"\"}",
+                "{\"v\":1,\"id\":1,\"cmd\":\"stats\",\"args\":{\"follow\":\"yes\"}}", "{\"v\":1,\"id\":1,\"cmd\":\"status\"",
+            ]
+            for text in fixed {
+                payload += Array(text.utf8) + [10]
+                lines += 1
+            }
+            for _ in 0..<100 {
+                let length = Int.random(in: 1...200, using: &generator)
+                var line: [UInt8] = (0..<length).map { _ in
+                    let byte = UInt8.random(in: 0...255, using: &generator)
+                    return byte == 10 ? 0xFF : byte
+                }
+                // Blank lines are skipped without an answer: keep the first byte visible.
+                if [0x20, 0x09, 0x0D].contains(line[0]) { line[0] = UInt8(ascii: "#") }
+                payload += line + [10]
+                lines += 1
+            }
+            payload += Array("{\"v\":1,\"id\":4242,\"cmd\":\"status\"}\n".utf8)
+            let result = try await Kit.raw(path: path, payload: payload, expectLines: lines + 1, timeout: .seconds(10))
+            #expect(result.lines.count == lines + 1)
+            for line in result.lines.dropLast() {
+                let code = try Kit.errorCode(of: line)
+                #expect(code == .badRequest || code == .unknownCommand, "\(line)")
+            }
+            let last = try ControlJSON.decode(ControlResponse<StatusInfo>.self, from: result.lines.last ?? "")
+            #expect(last.ok && last.id == 4242)
+        }
+    }
+
     @Test func badArgumentsAreBadRequests() async throws {
         try await Kit.withServer { _, path in
             let result = try await Kit.raw(
