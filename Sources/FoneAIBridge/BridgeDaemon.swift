@@ -114,14 +114,14 @@ public actor BridgeDaemon: Service {
         }
     }
 
+    /// Waits until no call is live, at most `timeout`; true if idle.
     func waitIdle(_ registry: CallRegistry, timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await registry.waitUntilIdle(); return true }
-            group.addTask { try? await Task.sleep(for: timeout); return false }
-            let result = await group.next() ?? false
-            group.cancelAll()
-            return result
+        let deadline = ContinuousClock.now + timeout
+        while await registry.liveCalls > 0 {
+            guard ContinuousClock.now < deadline, !Task.isCancelled else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
         }
+        return true
     }
 
     private func healthy() async -> Bool {
@@ -140,7 +140,9 @@ public actor BridgeDaemon: Service {
             tlsConfiguration: Self.tls(caFile: config.ari.caFile),
             maxBackoff: .milliseconds(Int(config.ari.reconnectMaxSeconds * 1000)), logger: logger)
         let previous = eventsTask
-        eventsTask = Task {
+        // Detached: the WebSocket client closes on graceful shutdown when it sees the service
+        // group's shutdown signal, but ARI must stay connected while calls drain.
+        eventsTask = Task.detached {
             previous?.cancel()
             await previous?.value
             await connection.run { await self.handleARI($0) }

@@ -14,7 +14,6 @@ public actor CallRegistry {
     private var admission: Admission = .accepting
     private var maxCalls: Int
     private var environment: CallEnvironment
-    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private let counters: BridgeCounters
 
     public init(environment: CallEnvironment, maxCalls: Int) {
@@ -125,10 +124,6 @@ public actor CallRegistry {
         case .aiUnavailable: counters.add(.callsFailed)
         default: break
         }
-        if byCallId.isEmpty {
-            for waiter in idleWaiters { waiter.resume() }
-            idleWaiters.removeAll()
-        }
     }
 
     // MARK: Ending calls
@@ -142,11 +137,5 @@ public actor CallRegistry {
         guard let session = byCallId[callId] else { return false }
         session.deliver(.endRequested(reason))
         return true
-    }
-
-    /// Returns when no call is live.
-    public func waitUntilIdle() async {
-        if byCallId.isEmpty { return }
-        await withCheckedContinuation { idleWaiters.append($0) }
     }
 }

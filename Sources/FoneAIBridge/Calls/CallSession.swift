@@ -150,7 +150,9 @@ public actor CallSession {
         let media = self.media
         let rate = aiAudioRate
         let outbound = aiOutbound
-        aiTask = Task {
+        // Detached so a graceful shutdown of the daemon does not close the AI socket: draining
+        // calls keep talking to the AI until they end.
+        aiTask = Task.detached {
             await client.run(call: info, outbound: outbound,
                              onAudio: { media.enqueueAIAudio($0, sampleRate: rate.value) },
                              onEvent: { await self.handleAI($0) })
