@@ -85,6 +85,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FoneAIBridgeTests", dependencies: ["FoneAIBridge"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FoneAISim", "FoneAIControl"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "FoneAISim", "FoneAIControl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
     ]
 )

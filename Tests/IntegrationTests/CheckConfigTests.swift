@@ -64,6 +64,7 @@ import Testing
         ("\"url\": \"http://127.0.0.1:8088\"", "\"url\": 8088", "ari.url"),
         ("\"logLevel\": \"info\"", "\"logLevel\": \"loud\"", "log.logLevel"),
         ("\"appName\": \"foneai\"", "\"appName\": \"\"", "ari.appName"),
+        ("\"serverUrl\": \"ws://127.0.0.1:9000/stream\"", "\"serverUrl\": \"wss://10.1.2.3/stream\"", "ai.serverUrl"),
     ])
     func mistakeNamesTheField(original: String, replacement: String, field: String) throws {
         let text = Self.vendorSample.replacingOccurrences(of: original, with: replacement)

@@ -536,6 +536,11 @@ struct ConfigValidator {
         if ConfigLoader.looksLikePlaceholder(parsed.host) {
             error(field, "looks like a placeholder; set the real value")
         }
+        if parsed.isSecure, IPAddressText.isIPv4(parsed.host) || IPAddressText.isIPv6(parsed.host) {
+            // The WebSocket client sends the host as TLS SNI, which must not be an IP address,
+            // and verifies the certificate against it: a host name is needed.
+            error(field, "\(parsed.scheme):// needs the host name the server's certificate is issued for, not an IP address")
+        }
     }
 
     mutating func checkHost(_ host: String, socketType: SocketType) {
