@@ -25,6 +25,7 @@ public actor BridgeDaemon: Service {
     private var rtp: RTPSocket?
     private var registry: CallRegistry?
     private var eventsTask: Task<Void, Never>?
+    private var reconcileTask: Task<Void, Never>?
     private var ariConnected = false
     private var ariProblem: String?
     private var lastReload: ReloadInfo?
@@ -155,18 +156,43 @@ public actor BridgeDaemon: Service {
             ariConnected = true
             ariProblem = nil
             await publishStatus()
+            startReconcile()
         case .disconnected(let reason):
             ariConnected = false
             ariProblem = reason
             counters.add(.ariReconnects)
             await publishStatus()
         case .event(let event):
+            if event.type == "ApplicationReplaced" {
+                ariConnected = false
+                ariProblem = "another ARI client took over the Stasis application \(config.ari.appName)"
+                logger.error("Another ARI client took over the Stasis application; this bridge gets no new calls", metadata: ["app": "\(config.ari.appName)"])
+                await publishStatus()
+            }
             await registry?.handle(event)
         case .malformed(let text):
             counters.add(.ariEventsMalformed)
             logger.warning("Dropped an ARI message that is not an event", metadata: ["bytes": "\(text.utf8.count)"])
         }
     }
+
+    /// After every (re)connect, in the background so events keep flowing meanwhile.
+    private func startReconcile() {
+        guard let http, let registry, reconcileTask == nil else { return }
+        let endpoint = ARIEndpoint(url: config.ari.url, username: config.ari.username, password: config.ari.password, appName: config.ari.appName)
+        let reconciler = Reconciler(ari: ARIClient(endpoint: endpoint, http: http), registry: registry,
+                                    idPrefix: config.calls.idPrefix, logger: logger)
+        reconcileTask = Task.detached {
+            do {
+                _ = try await reconciler.run()
+            } catch {
+                await self.logger.warning("Cannot reconcile with Asterisk after connecting", metadata: ["error": "\(error)"])
+            }
+            await self.reconcileFinished()
+        }
+    }
+
+    private func reconcileFinished() { reconcileTask = nil }
 
     // MARK: Reload
 

@@ -78,6 +78,12 @@ public struct ARIClient: Sendable {
         try decode([ARIBridge].self, try await send(.GET, "/bridges", query: []))
     }
 
+    /// The Stasis application: every channel and bridge it is subscribed to, including ones a
+    /// previous run of the bridge left behind.
+    public func getApplication() async throws -> ARIApplication {
+        try decode(ARIApplication.self, try await send(.GET, "/applications/\(URLQuery.escape(endpoint.appName))", query: []))
+    }
+
     /// Asks Asterisk whether ARI answers with these credentials; used to explain a refused
     /// events socket (the WebSocket client only says "upgrade failed").
     public func ping() async throws {

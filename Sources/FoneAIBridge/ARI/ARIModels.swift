@@ -50,6 +50,18 @@ public struct ARIBridge: Sendable, Decodable, Equatable {
     public var channels: [String]?
 }
 
+public struct ARIApplication: Sendable, Decodable, Equatable {
+    public var name: String?
+    public var channelIds: [String]
+    public var bridgeIds: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case channelIds = "channel_ids"
+        case bridgeIds = "bridge_ids"
+    }
+}
+
 /// One message from the ARI events socket.
 public struct ARIEvent: Sendable, Decodable {
     public var type: String

@@ -62,8 +62,6 @@ public actor CallRegistry {
             if let id = event.channel?.id, let session = byChannel[id], id == session.caller.id, let digit = event.digit {
                 session.dtmf(digit: digit, durationMs: event.durationMs ?? 0)
             }
-        case "ApplicationReplaced":
-            environment.logger.error("Another ARI client took over the Stasis application; new calls will go to it")
         default:
             // Most event types (ChannelVarset, ChannelEnteredBridge, …) need no action.
             counters.add(.ariEventsUnhandled)
@@ -124,6 +122,19 @@ public actor CallRegistry {
         case .aiUnavailable: counters.add(.callsFailed)
         default: break
         }
+    }
+
+    // MARK: Reconciling with Asterisk
+
+    /// Everything live calls own in Asterisk, and the calls that began before `instant`.
+    public func ownership(startedBefore instant: ContinuousClock.Instant) -> (channels: Set<String>, bridges: Set<String>, sessions: [CallSession]) {
+        var channels = Set(byChannel.keys)
+        var bridges = Set<String>()
+        for session in byCallId.values {
+            channels.insert(session.caller.id)
+            bridges.insert(session.bridgeId)
+        }
+        return (channels, bridges, byCallId.values.filter { $0.startedAt < instant })
     }
 
     // MARK: Ending calls
