@@ -47,7 +47,7 @@ public actor BridgeDaemon: Service {
         let rtp: RTPSocket
         do {
             rtp = try await RTPSocket.bind(host: config.rtpServer.host, port: config.rtpServer.port,
-                                           group: MultiThreadedEventLoopGroup.singleton)
+                                           group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         } catch {
             try? await http.shutdown()
             throw DaemonError.cannotBindRTP(config.rtpServer.hostAndPort, "\(error)")

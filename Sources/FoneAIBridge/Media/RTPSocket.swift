@@ -25,9 +25,9 @@ public final class RTPSocket: Sendable {
     /// Vector reads batch syscalls; the fixed allocator keeps them from truncating datagrams.
     private static let batch = 32
 
-    public static func bind(host: String, port: Int, group: any EventLoopGroup) async throws -> RTPSocket {
+    public static func bind(host: String, port: Int, group: any EventLoopGroup, logger: Logger) async throws -> RTPSocket {
         let loop = group.next()
-        let handler = try await loop.submit { NIOLoopBound(RTPDemuxHandler(), eventLoop: loop) }.get()
+        let handler = try await loop.submit { NIOLoopBound(RTPDemuxHandler(logger: logger), eventLoop: loop) }.get()
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.datagramVectorReadMessageCount, value: batch)
@@ -83,12 +83,21 @@ final class RTPDemuxHandler: ChannelInboundHandler {
 
     var routes: [SocketAddress: CallMedia] = [:]
     var counters = RTPSocketCounters()
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         counters.received &+= 1
         guard let media = routes[envelope.remoteAddress] else {
             counters.unknownSource &+= 1
+            // One line for the first and then every 1000th, so a flood cannot flood the journal.
+            if counters.unknownSource % 1000 == 1 {
+                logger.warning("Dropped RTP from an unknown source", metadata: ["source": "\(envelope.remoteAddress)", "total": "\(counters.unknownSource)"])
+            }
             return
         }
         envelope.data.withUnsafeReadableBytes { bytes in
@@ -96,8 +105,11 @@ final class RTPDemuxHandler: ChannelInboundHandler {
             case .success(let header):
                 let payload = UnsafeRawBufferPointer(rebasing: bytes[header.payloadOffset ..< header.payloadOffset + header.payloadLength])
                 media.receive(payload: payload, allocator: context.channel.allocator)
-            case .failure:
+            case .failure(let error):
                 counters.malformed &+= 1
+                if counters.malformed % 1000 == 1 {
+                    logger.warning("Dropped a malformed RTP packet", metadata: ["source": "\(envelope.remoteAddress)", "problem": "\(error)", "total": "\(counters.malformed)"])
+                }
             }
         }
     }
