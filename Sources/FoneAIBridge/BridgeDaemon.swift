@@ -253,7 +253,8 @@ public actor BridgeDaemon: Service {
     private func makeEnvironment(http: HTTPClient, rtp: RTPSocket) -> CallEnvironment {
         let endpoint = ARIEndpoint(url: config.ari.url, username: config.ari.username, password: config.ari.password, appName: config.ari.appName)
         let ai = AISessionSettings(url: config.ai.serverUrl, tls: Self.tls(caFile: config.ai.caFile),
-                                   connectTimeout: .milliseconds(config.ai.connectTimeoutMs), connectAttempts: config.ai.connectAttempts)
+                                   connectTimeout: .milliseconds(config.ai.connectTimeoutMs), connectAttempts: config.ai.connectAttempts,
+                                   dialect: AIProtocol(rawValue: config.ai.protocol) ?? .native)
         let media = RTPMediaSettings(inboundFormat: config.rtpServer.format, swap16: config.rtpServer.swap16,
                                      outboundPayloadType: config.asterisk.rtpPayloadType,
                                      timestampIncrement: config.asterisk.packetTimestampIncrement,

@@ -15,22 +15,26 @@ public enum AISessionEvent: Sendable {
 }
 
 /// The two outbound streams of one AI session. Audio is bounded and drops the oldest frame when
-/// the AI reads too slowly (back-pressure must not grow memory); control text is never dropped.
+/// the AI reads too slowly (back-pressure must not grow memory); control messages are never dropped.
 public struct AIOutbound: Sendable {
     public let audio: AsyncStream<ByteBuffer>
     public let audioContinuation: AsyncStream<ByteBuffer>.Continuation
-    public let text: AsyncStream<String>
-    public let textContinuation: AsyncStream<String>.Continuation
+    public let control: AsyncStream<AIOutboundMessage>
+    public let controlContinuation: AsyncStream<AIOutboundMessage>.Continuation
 
     public init(maxQueuedAudioFrames: Int) {
         (audio, audioContinuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(maxQueuedAudioFrames))
-        (text, textContinuation) = AsyncStream.makeStream(of: String.self)
+        (control, controlContinuation) = AsyncStream.makeStream(of: AIOutboundMessage.self)
     }
 
-    /// Sends `stop` (or nothing) and lets the session close the socket once the text is written.
+    public func send(_ message: AIOutboundMessage) {
+        controlContinuation.yield(message)
+    }
+
+    /// Sends `stop` (or nothing) and lets the session close the socket once it is written.
     public func finish(with last: AIOutboundMessage?) {
-        if let last { textContinuation.yield(last.json()) }
-        textContinuation.finish()
+        if let last { controlContinuation.yield(last) }
+        controlContinuation.finish()
         audioContinuation.finish()
     }
 }
@@ -41,9 +45,12 @@ public struct AISessionSettings: Sendable {
     public var connectTimeout: Duration
     public var connectAttempts: Int
     public var maxFrameBytes: Int
+    public var dialect: AIProtocol
 
-    public init(url: String, tls: TLSConfiguration?, connectTimeout: Duration, connectAttempts: Int, maxFrameBytes: Int = 1 << 20) {
+    public init(url: String, tls: TLSConfiguration?, connectTimeout: Duration, connectAttempts: Int,
+                dialect: AIProtocol = .native, maxFrameBytes: Int = 1 << 20) {
         self.url = url
+        self.dialect = dialect
         self.tls = tls
         self.connectTimeout = connectTimeout
         self.connectAttempts = connectAttempts
@@ -51,7 +58,7 @@ public struct AISessionSettings: Sendable {
     }
 }
 
-/// One call's WebSocket to the AI server, native dialect (docs/ai-protocol.md).
+/// One call's WebSocket to the AI server, in the configured dialect (docs/ai-protocol.md).
 public struct AISessionClient: Sendable {
     let settings: AISessionSettings
     let logger: Logger
@@ -61,11 +68,12 @@ public struct AISessionClient: Sendable {
         self.logger = logger
     }
 
-    /// Connects (bounded attempts, each bounded in time), sends `start`, then pumps both ways until
-    /// the outbound text stream finishes or the AI closes. Binary frames from the AI go to
-    /// `onAudio` directly, off the call's event path.
+    /// Connects (bounded attempts, each bounded in time), sends the dialect's opening messages,
+    /// then pumps both ways until the outbound control stream finishes or the AI closes. Audio
+    /// from the AI goes to `onAudio` directly (with its rate when the dialect fixes it), off the
+    /// call's event path.
     public func run(call: AICallInfo, outbound: AIOutbound,
-                    onAudio: @escaping @Sendable (ByteBuffer) -> Void,
+                    onAudio: @escaping @Sendable (ByteBuffer, Int?) -> Void,
                     onEvent: @escaping @Sendable (AISessionEvent) async -> Void) async {
         var lastError = "not attempted"
         for attempt in 1...max(1, settings.connectAttempts) {
@@ -93,38 +101,46 @@ public struct AISessionClient: Sendable {
     }
 
     private func attemptSession(call: AICallInfo, outbound: AIOutbound,
-                                onAudio: @escaping @Sendable (ByteBuffer) -> Void,
+                                onAudio: @escaping @Sendable (ByteBuffer, Int?) -> Void,
                                 onEvent: @escaping @Sendable (AISessionEvent) async -> Void) async -> AttemptResult {
         let (signals, signal) = AsyncStream.makeStream(of: Signal.self)
         let maxFrame = settings.maxFrameBytes
         let configuration = WebSocketClientConfiguration(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: .seconds(15)))
-        let startText = AIOutboundMessage.start(call).json()
+        let dialect = settings.dialect.makeDialect(call: call)
         let socketTask = Task {
             do {
                 try await WebSocketClient.connect(url: settings.url, configuration: configuration,
                                                   tlsConfiguration: settings.tls, logger: logger) { inbound, writer, _ in
                     signal.yield(.connected)
-                    try await writer.write(.text(startText))
+                    for text in dialect.openingMessages(for: call) { try await writer.write(.text(text)) }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
-                            for await frame in outbound.audio { try await writer.write(.binary(frame)) }
+                            for await pcm in outbound.audio {
+                                if let frame = dialect.encodeCallerAudio(pcm) { try await writer.write(frame) }
+                            }
                             try await Task.sleep(for: .seconds(86_400 * 365))  // audio ending alone does not end the session
                         }
                         group.addTask {
-                            for await text in outbound.text { try await writer.write(.text(text)) }
+                            for await message in outbound.control {
+                                if let text = dialect.encode(message) { try await writer.write(.text(text)) }
+                            }
                         }
                         group.addTask {
                             for try await message in inbound.messages(maxSize: maxFrame) {
-                                switch message {
-                                case .binary(let audio):
-                                    onAudio(audio)
-                                case .text(let text):
-                                    do throws(AIInboundMessage.DecodeError) {
-                                        let decoded = try AIInboundMessage.decode(text)
-                                        await onEvent(.message(decoded))
-                                    } catch {
-                                        await onEvent(.malformed(reason: error.description))
+                                let decoded: AIInbound
+                                do throws(AIInboundMessage.DecodeError) {
+                                    switch message {
+                                    case .binary(let data): decoded = try dialect.decodeBinary(data)
+                                    case .text(let text): decoded = try dialect.decodeText(text)
                                     }
+                                } catch {
+                                    await onEvent(.malformed(reason: error.description))
+                                    continue
+                                }
+                                switch decoded {
+                                case .audio(let pcm, let rate): onAudio(pcm, rate)
+                                case .message(let message): await onEvent(.message(message))
+                                case .ignored: break
                                 }
                             }
                         }

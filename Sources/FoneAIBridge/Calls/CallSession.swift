@@ -42,7 +42,7 @@ public actor CallSession {
         let rate = environment.media.inboundFormat.sampleRate
         aiAudioRate = AudioRateBox(rate)
         media = CallMedia(settings: environment.media, aiSampleRate: rate, toAI: aiOutbound.audioContinuation,
-                          onMarkReached: { aiOutbound.textContinuation.yield(AIOutboundMessage.mark($0).json()) })
+                          onMarkReached: { aiOutbound.send(.mark($0)) })
         var logger = environment.logger
         logger[metadataKey: "call_id"] = "\(callId)"
         logger[metadataKey: "channel_id"] = "\(caller.id)"
@@ -56,7 +56,7 @@ public actor CallSession {
     }
 
     public nonisolated func dtmf(digit: String, durationMs: Int) {
-        aiOutbound.textContinuation.yield(AIOutboundMessage.dtmf(digit: digit, durationMs: durationMs).json())
+        aiOutbound.send(.dtmf(digit: digit, durationMs: durationMs))
     }
 
     // MARK: Status
@@ -154,7 +154,7 @@ public actor CallSession {
         // calls keep talking to the AI until they end.
         aiTask = Task.detached {
             await client.run(call: info, outbound: outbound,
-                             onAudio: { media.enqueueAIAudio($0, sampleRate: rate.value) },
+                             onAudio: { media.enqueueAIAudio($0, sampleRate: $1 ?? rate.value) },
                              onEvent: { await self.handleAI($0) })
         }
     }
@@ -234,7 +234,7 @@ public actor CallSession {
         case .format(let sampleRate):
             aiAudioRate.value = sampleRate
         case .clear:
-            for mark in media.clearPlayout() { aiOutbound.textContinuation.yield(AIOutboundMessage.mark(mark).json()) }
+            for mark in media.clearPlayout() { aiOutbound.send(.mark(mark)) }
         case .mark(let name):
             media.addMark(name)
         case .setVariables(let variables):

@@ -166,7 +166,7 @@ public struct AISettings: Sendable, Equatable {
         self.protocol = `protocol`
     }
 
-    public static let supportedProtocols: [String] = ["native"]
+    public static let supportedProtocols: [String] = ["native", "twilio"]
 }
 
 /// `log` section.
