@@ -260,6 +260,7 @@ public actor BridgeDaemon: Service {
                                      timestampIncrement: config.asterisk.packetTimestampIncrement,
                                      maxBufferedAudioMs: config.ai.maxBufferedAudioMs)
         return CallEnvironment(ari: ARIClient(endpoint: endpoint, http: http), rtp: rtp, ai: ai, media: media,
+                               transport: config.media.transport, ariTLS: Self.tls(caFile: config.ari.caFile),
                                externalHost: config.rtpServer.hostAndPort, idPrefix: config.calls.idPrefix,
                                playoutOnEnd: .milliseconds(config.ai.playoutOnEndMs), counters: counters, logger: logger)
     }

@@ -226,14 +226,16 @@ func configErrors(_ object: [String: JSONValue]) -> [ConfigError] { configErrors
             .with("rtpServer", "format", "opus")
             .with("rtpServer", "socketType", "tcp")
             .with("log", "logLevel", "verbose")
-            .with("ai", "protocol", "twilio")
+            .with("ai", "protocol", "sip")
+            .with("media", "transport", "carrier-pigeon")
         let errors = configErrors(o)
         #expect(errors.contains(ConfigError(field: "rtpServer.format", problem: "unknown value \"opus\"; use one of slin16, slin, ulaw, alaw")))
         #expect(errors.contains(ConfigError(field: "rtpServer.socketType", problem: "unknown value \"tcp\"; use one of udp4, udp6")))
         #expect(errors.contains(ConfigError(field: "log.logLevel",
                                             problem: "unknown level \"verbose\"; use one of trace, debug, info, notice, warning, error, critical")))
-        #expect(errors.contains(ConfigError(field: "ai.protocol", problem: "unknown protocol \"twilio\"; supported: native")))
-        #expect(errors.count == 4)
+        #expect(errors.contains(ConfigError(field: "ai.protocol", problem: "unknown protocol \"sip\"; supported: native, twilio")))
+        #expect(errors.contains(ConfigError(field: "media.transport", problem: "unknown transport \"carrier-pigeon\"; supported: rtp, websocket")))
+        #expect(errors.count == 5)
     }
 
     @Test(arguments: [11, 10, 0, 8])

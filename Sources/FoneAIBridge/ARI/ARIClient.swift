@@ -44,6 +44,16 @@ public struct ARIClient: Sendable {
         return try decode(ARIChannel.self, body)
     }
 
+    /// Creates a WebSocket media channel (Asterisk 20.16+, 22.6+, 23+) that the bridge then
+    /// connects to at `/media/<MEDIA_WEBSOCKET_CONNECTION_ID>`.
+    public func createWebSocketMedia(channelId: String) async throws -> ARIChannel {
+        let body = try await send(.POST, "/channels/externalMedia", query: [
+            ("app", endpoint.appName), ("transport", "websocket"), ("encapsulation", "none"),
+            ("connection_type", "server"), ("format", "slin16"), ("channelId", channelId),
+        ])
+        return try decode(ARIChannel.self, body)
+    }
+
     /// Continues the channel in the dialplan: at the next priority, or at context/extension/priority.
     public func continueInDialplan(channel: String, context: String? = nil, extension: String? = nil, priority: Int? = nil) async throws {
         _ = try await send(.POST, "/channels/\(URLQuery.escape(channel))/continue", query: [

@@ -8,6 +8,8 @@ public struct ARIEndpoint: Sendable, Equatable {
     public let eventsURL: String
     public let authorizationHeader: String
     public let appName: String
+    /// `ws://host:port` (or `wss://`) of the Asterisk HTTP server, for media WebSockets.
+    public let webSocketBase: String
 
     public init(url: String, username: String, password: String, appName: String) {
         var base = url
@@ -22,9 +24,17 @@ public struct ARIEndpoint: Sendable, Equatable {
         } else {
             wsBase = base
         }
+        webSocketBase = wsBase
         eventsURL = wsBase + "/ari/events?app=" + URLQuery.escape(appName) + "&subscribeAll=false"
         authorizationHeader = "Basic " + Data("\(username):\(password)".utf8).base64EncodedString()
         self.appName = appName
+    }
+}
+
+extension ARIEndpoint {
+    /// Where Asterisk serves one WebSocket media channel (`MEDIA_WEBSOCKET_CONNECTION_ID`).
+    public func mediaURL(connectionId: String) -> String {
+        webSocketBase + "/media/" + URLQuery.escape(connectionId)
     }
 }
 

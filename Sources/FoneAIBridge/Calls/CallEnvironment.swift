@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// Everything a call needs from the daemon, captured when the call arrives. A reload builds a new
@@ -9,6 +10,14 @@ public struct CallEnvironment: Sendable {
     public var rtp: RTPSocket
     public var ai: AISessionSettings
     public var media: RTPMediaSettings
+    public var transport: MediaTransport
+    /// TLS for the media WebSocket when ARI is `https://`.
+    public var ariTLS: TLSConfiguration?
+    /// The rate of caller audio given to the AI: what Asterisk sends.
+    public var callerSampleRate: Int {
+        transport == .websocket ? WebSocketMediaLeg.sampleRate : media.inboundFormat.sampleRate
+    }
+
     /// `external_host` for externalMedia: where Asterisk sends this call's RTP.
     public var externalHost: String
     public var idPrefix: String
@@ -16,8 +25,11 @@ public struct CallEnvironment: Sendable {
     public var counters: BridgeCounters
     public var logger: Logger
 
-    public init(ari: ARIClient, rtp: RTPSocket, ai: AISessionSettings, media: RTPMediaSettings, externalHost: String,
-                idPrefix: String, playoutOnEnd: Duration, counters: BridgeCounters, logger: Logger) {
+    public init(ari: ARIClient, rtp: RTPSocket, ai: AISessionSettings, media: RTPMediaSettings, transport: MediaTransport,
+                ariTLS: TLSConfiguration?, externalHost: String, idPrefix: String, playoutOnEnd: Duration,
+                counters: BridgeCounters, logger: Logger) {
+        self.transport = transport
+        self.ariTLS = ariTLS
         self.ari = ari
         self.rtp = rtp
         self.ai = ai

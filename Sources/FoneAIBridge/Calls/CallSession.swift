@@ -13,7 +13,10 @@ public actor CallSession {
     public nonisolated let startedAt: ContinuousClock.Instant
     nonisolated let args: [String]
     nonisolated let environment: CallEnvironment
-    nonisolated let media: CallMedia
+    nonisolated let media: any MediaLeg
+    /// Exactly one of these is set, by `environment.transport`.
+    nonisolated let rtpMedia: CallMedia?
+    nonisolated let webSocketMedia: WebSocketMediaLeg?
     nonisolated let aiOutbound: AIOutbound
     nonisolated let aiAudioRate: AudioRateBox
 
@@ -22,6 +25,7 @@ public actor CallSession {
     private let post: AsyncStream<CallStateMachine.Event>.Continuation
     private var logger: Logger
     private var aiTask: Task<Void, Never>?
+    private var mediaSocketTask: Task<Void, Never>?
     private var aiMalformed = 0
     /// What the AI told us so far (sessionId, setVariables); applied when the call ends.
     private var sessionId: String?
@@ -39,10 +43,18 @@ public actor CallSession {
         (mailbox, post) = AsyncStream.makeStream(of: CallStateMachine.Event.self)
         let aiOutbound = AIOutbound(maxQueuedAudioFrames: 50)
         self.aiOutbound = aiOutbound
-        let rate = environment.media.inboundFormat.sampleRate
+        let rate = environment.callerSampleRate
         aiAudioRate = AudioRateBox(rate)
-        media = CallMedia(settings: environment.media, aiSampleRate: rate, toAI: aiOutbound.audioContinuation,
-                          onMarkReached: { aiOutbound.send(.mark($0)) })
+        let onMark: @Sendable (String) -> Void = { aiOutbound.send(.mark($0)) }
+        switch environment.transport {
+        case .rtp:
+            let leg = CallMedia(settings: environment.media, aiSampleRate: rate, toAI: aiOutbound.audioContinuation, onMarkReached: onMark)
+            (media, rtpMedia, webSocketMedia) = (leg, leg, nil)
+        case .websocket:
+            let leg = WebSocketMediaLeg(maxBufferedAudioMs: environment.media.maxBufferedAudioMs, aiSampleRate: rate,
+                                        toAI: aiOutbound.audioContinuation, onMarkReached: onMark)
+            (media, rtpMedia, webSocketMedia) = (leg, nil, leg)
+        }
         var logger = environment.logger
         logger[metadataKey: "call_id"] = "\(callId)"
         logger[metadataKey: "channel_id"] = "\(caller.id)"
@@ -82,7 +94,7 @@ public actor CallSession {
                         caller: name.isEmpty ? number : (number.isEmpty ? name : "\(name) <\(number)>"),
                         campaign: campaign, state: machine.stateName, age: ContinuousClock.now - startedAt,
                         packetsIn: media.packetsIn, packetsOut: media.packetsOut, packetsDropped: media.packetsDropped,
-                        playoutBufferMs: media.playoutDepthMs, sessionId: sessionId)
+                        playoutBufferMs: media.playout.depthMs, sessionId: sessionId)
     }
 
     // MARK: The call
@@ -98,7 +110,7 @@ public actor CallSession {
             callerName: caller.caller?.name ?? "", exten: caller.dialplan?.exten ?? "",
             context: caller.dialplan?.context ?? "", campaign: variables.campaign, apiKey: variables.apiKey,
             custom: AICallInfo.parseCustom(variables.custom), args: args,
-            sampleRate: environment.media.inboundFormat.sampleRate)
+            sampleRate: environment.callerSampleRate)
         post.yield(.variablesLoaded)
 
         for await event in mailbox {
@@ -135,7 +147,8 @@ public actor CallSession {
         case .addToBridge:
             Task { await self.addToBridge() }
         case .startStreaming:
-            environment.rtp.startPlayout(media)
+            if let rtpMedia { environment.rtp.startPlayout(rtpMedia) }
+            webSocketMedia?.beginPlayout()
             logger.info("Call bridged to the AI", metadata: ["bridge_id": "\(bridgeId)"])
         case .awaitPlayout:
             Task { await self.awaitPlayout() }
@@ -154,7 +167,7 @@ public actor CallSession {
         // calls keep talking to the AI until they end.
         aiTask = Task.detached {
             await client.run(call: info, outbound: outbound,
-                             onAudio: { media.enqueueAIAudio($0, sampleRate: $1 ?? rate.value) },
+                             onAudio: { media.playout.enqueue($0, sampleRate: $1 ?? rate.value) },
                              onEvent: { await self.handleAI($0) })
         }
     }
@@ -162,20 +175,45 @@ public actor CallSession {
     private func createMedia() async {
         do {
             try await environment.ari.createBridge(id: bridgeId)
-            let channel = try await environment.ari.createExternalMedia(
-                channelId: externalChannelId, externalHost: environment.externalHost,
-                format: environment.media.inboundFormat.rawValue)
-            guard let host = channel.channelvars?["UNICASTRTP_LOCAL_ADDRESS"],
-                  let portText = channel.channelvars?["UNICASTRTP_LOCAL_PORT"], let port = Int(portText),
-                  let remote = try? SocketAddress(ipAddress: host, port: port)
-            else {
-                throw ARIError.badResponse("externalMedia channel without UNICASTRTP_LOCAL_ADDRESS/PORT")
+            if let rtpMedia {
+                let channel = try await environment.ari.createExternalMedia(
+                    channelId: externalChannelId, externalHost: environment.externalHost,
+                    format: environment.media.inboundFormat.rawValue)
+                guard let host = channel.channelvars?["UNICASTRTP_LOCAL_ADDRESS"],
+                      let portText = channel.channelvars?["UNICASTRTP_LOCAL_PORT"], let port = Int(portText),
+                      let remote = try? SocketAddress(ipAddress: host, port: port)
+                else {
+                    throw ARIError.badResponse("externalMedia channel without UNICASTRTP_LOCAL_ADDRESS/PORT")
+                }
+                await environment.rtp.attach(rtpMedia, remote: remote)
+                deliver(.mediaCreated)
+            } else if let webSocketMedia {
+                let channel = try await environment.ari.createWebSocketMedia(channelId: externalChannelId)
+                guard let connectionId = channel.channelvars?["MEDIA_WEBSOCKET_CONNECTION_ID"] else {
+                    throw ARIError.badResponse("WebSocket externalMedia channel without MEDIA_WEBSOCKET_CONNECTION_ID (Asterisk too old?)")
+                }
+                connectMediaSocket(webSocketMedia, connectionId: connectionId)
             }
-            await environment.rtp.attach(media, remote: remote)
-            deliver(.mediaCreated)
         } catch {
             logger.error("Cannot set up the call's media", metadata: ["error": "\(error)"])
             deliver(.setupFailed)
+        }
+    }
+
+    /// The WebSocket media channel enters Stasis only once this socket is open; losing it
+    /// mid-call leaves the caller with nothing, so the call ends.
+    private func connectMediaSocket(_ leg: WebSocketMediaLeg, connectionId: String) {
+        let endpoint = environment.ari.endpoint
+        let (tls, logger) = (environment.ariTLS, logger)
+        mediaSocketTask = Task.detached {
+            do {
+                try await leg.run(url: endpoint.mediaURL(connectionId: connectionId), authorization: endpoint.authorizationHeader,
+                                  tls: tls, logger: logger, onConnected: { self.deliver(.mediaCreated) })
+            } catch {
+                logger.error("Media WebSocket failed", metadata: ["error": "\(error)"])
+            }
+            self.deliver(.setupFailed)
+            self.deliver(.endRequested(.error))
         }
     }
 
@@ -199,7 +237,7 @@ public actor CallSession {
 
     private func awaitPlayout() async {
         let deadline = ContinuousClock.now + environment.playoutOnEnd
-        while media.isPacing && !media.playoutIdle && ContinuousClock.now < deadline {
+        while media.isPacing && !media.playout.isIdle && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         deliver(.playoutFinished)
@@ -234,9 +272,10 @@ public actor CallSession {
         case .format(let sampleRate):
             aiAudioRate.value = sampleRate
         case .clear:
-            for mark in media.clearPlayout() { aiOutbound.send(.mark(mark)) }
+            for mark in media.playout.clear() { aiOutbound.send(.mark(mark)) }
+            webSocketMedia?.flushAsterisk()
         case .mark(let name):
-            media.addMark(name)
+            media.playout.addMark(name)
         case .setVariables(let variables):
             let ari = environment.ari
             let channel = caller.id
@@ -279,7 +318,8 @@ public actor CallSession {
         default: "ended"
         }
         aiOutbound.finish(with: .stop(reason: stopReason))
-        await environment.rtp.detach(media)
+        if let rtpMedia { await environment.rtp.detach(rtpMedia) }
+        webSocketMedia?.close()
 
         let ari = environment.ari
         if ending.disposition != .alreadyGone {

@@ -12,10 +12,11 @@ public struct BridgeConfig: Sendable, Equatable {
     public var log: LogSettings
     public var calls: CallSettings
     public var control: ControlSettings
+    public var media: MediaSettings
 
     public init(ari: ARISettings, rtpServer: RTPServerSettings, asterisk: AsteriskSettings = .init(),
                 ai: AISettings, log: LogSettings = .init(), calls: CallSettings = .init(),
-                control: ControlSettings = .init()) {
+                control: ControlSettings = .init(), media: MediaSettings = .init()) {
         self.ari = ari
         self.rtpServer = rtpServer
         self.asterisk = asterisk
@@ -23,6 +24,7 @@ public struct BridgeConfig: Sendable, Equatable {
         self.log = log
         self.calls = calls
         self.control = control
+        self.media = media
     }
 }
 
@@ -192,6 +194,23 @@ public struct CallSettings: Sendable, Equatable {
         self.maxCalls = maxCalls
         self.drainTimeoutSeconds = drainTimeoutSeconds
         self.idPrefix = idPrefix
+    }
+}
+
+/// How call audio travels between Asterisk and the bridge.
+public enum MediaTransport: String, Sendable, Equatable, CaseIterable {
+    /// externalMedia over UDP RTP to `rtpServer` (every Asterisk; 8 kHz back to the caller).
+    case rtp
+    /// Asterisk's WebSocket media channel (Asterisk 20.16+, 22.6+, 23+): 16 kHz both ways.
+    case websocket
+}
+
+/// `media` section (optional).
+public struct MediaSettings: Sendable, Equatable {
+    public var transport: MediaTransport
+
+    public init(transport: MediaTransport = .rtp) {
+        self.transport = transport
     }
 }
 

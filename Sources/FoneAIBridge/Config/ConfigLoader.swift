@@ -166,8 +166,9 @@ struct ConfigValidator {
         "log": ["logLevel"],
         "calls": ["maxCalls", "drainTimeoutSeconds", "idPrefix"],
         "control": ["socketPath"],
+        "media": ["transport"],
     ]
-    static let sectionOrder = ["ari", "rtpServer", "asterisk", "ai", "log", "calls", "control"]
+    static let sectionOrder = ["ari", "rtpServer", "asterisk", "ai", "log", "calls", "control", "media"]
     static let requiredFields: [String: [String]] = [
         "ari": ["url", "username", "password", "appName"],
         "rtpServer": ["port", "host"],
@@ -306,7 +307,16 @@ struct ConfigValidator {
             error("control.socketPath", "is \(socketPath.utf8.count) bytes long; a Unix socket path can have at most 107")
         }
 
+        // media
+        let mediaObj = section(top, "media")
+        let transportName = string(mediaObj, "media", "transport", required: false) ?? MediaTransport.rtp.rawValue
+        let transport = MediaTransport(rawValue: transportName)
+        if transport == nil {
+            error("media.transport", "unknown transport \(Self.show(transportName)); supported: rtp, websocket")
+        }
+
         guard errors.isEmpty,
+              let transport,
               let ariURL, let username, let password, let appName, let reconnectMax,
               let rtpHost, let rtpPort, let format, let swap16, let socketType,
               let tsIncrement, let payloadType,
@@ -324,7 +334,8 @@ struct ConfigValidator {
                            playoutOnEndMs: playoutOnEnd, protocol: proto),
             log: LogSettings(logLevel: logLevel),
             calls: CallSettings(maxCalls: maxCalls, drainTimeoutSeconds: drainTimeout, idPrefix: idPrefix),
-            control: ControlSettings(socketPath: socketPath)
+            control: ControlSettings(socketPath: socketPath),
+            media: MediaSettings(transport: transport)
         )
     }
 

@@ -18,49 +18,33 @@ public struct RTPMediaSettings: Sendable, Equatable {
     }
 }
 
-/// One call's media leg: RTP from Asterisk to the AI, AI audio paced back to Asterisk.
+/// One call's RTP media leg: RTP from Asterisk to the AI, AI audio paced back to Asterisk.
 ///
 /// Inbound runs on the shared RTP socket's event loop; AI audio arrives on the AI session's task;
-/// the pacer runs on the RTP event loop. The only lock is this call's own playout lock.
-public final class CallMedia: Sendable {
+/// the pacer runs on the RTP event loop. The only locks are this call's own.
+public final class CallMedia: MediaLeg {
     let settings: RTPMediaSettings
+    public let playout: PlayoutQueue
     private let toAI: AsyncStream<ByteBuffer>.Continuation
     private let onMarkReached: @Sendable (String) -> Void
+    private let encoder: OutboundEncoder
 
     private let inPackets = Atomic<UInt64>(0)
     private let outPackets = Atomic<UInt64>(0)
     private let droppedPackets = Atomic<UInt64>(0)
     private let pacerStopped = Atomic<Bool>(false)
     private let pacerStarted = Atomic<Bool>(false)
-    private let outbound: Mutex<OutboundState>
+    private let rtp: Mutex<RTPState>
 
     static let frameMs = 20
-    /// A talkspurt starts once this many frames are queued (or after as many ticks of waiting):
-    /// AI audio arrives with jitter and the resampler holds back a few samples, so starting on
-    /// the first partial frame would pad nearly every packet with zeros.
-    static let prebufferFrames = 2
 
-    struct OutboundState: ~Copyable {
-        var playout: PlayoutBuffer
-        var resampler: Resampler
-        var aiSampleRate: Int
-        let encoder: OutboundEncoder
-        var sequence: UInt16
-        var timestamp: UInt32
-        let ssrc: UInt32
-        /// Silent packets still owed after a burst, so Asterisk lets go of its last ~10 ms now.
-        var silentTail = 0
-        /// The next packet starts a talkspurt (RTP marker bit).
-        var startsTalkspurt = true
-        /// Audio is being played; false while waiting for the prebuffer to fill.
-        var talking = false
-        var prebufferTicks = 0
-        var frame: [Int16]
+    struct RTPState {
+        var sequence = UInt16.random(in: .min ... .max)
+        var timestamp = UInt32.random(in: .min ... .max)
+        let ssrc = UInt32.random(in: .min ... .max)
         /// Asterisk's end of this call's RTP (`UNICASTRTP_LOCAL_ADDRESS:PORT`), known once the
         /// external channel exists. AI audio queues up before that.
         var remote: SocketAddress?
-        var decoded: [Int16] = []
-        var resampled: [Int16] = []
     }
 
     public init(settings: RTPMediaSettings, aiSampleRate: Int,
@@ -68,17 +52,10 @@ public final class CallMedia: Sendable {
         self.settings = settings
         self.toAI = toAI
         self.onMarkReached = onMarkReached
-        let encoder = OutboundEncoder(payloadType: settings.outboundPayloadType)
-        let capacity = encoder.sampleRate * settings.maxBufferedAudioMs / 1000
-        outbound = Mutex(OutboundState(
-            playout: PlayoutBuffer(capacity: capacity),
-            resampler: Resampler(from: aiSampleRate, to: encoder.sampleRate),
-            aiSampleRate: aiSampleRate,
-            encoder: encoder,
-            sequence: UInt16.random(in: .min ... .max),
-            timestamp: UInt32.random(in: .min ... .max),
-            ssrc: UInt32.random(in: .min ... .max),
-            frame: Array(repeating: 0, count: encoder.samplesPerPacket(ptimeMs: Self.frameMs))))
+        encoder = OutboundEncoder(payloadType: settings.outboundPayloadType)
+        playout = PlayoutQueue(outputRate: encoder.sampleRate, frameMs: Self.frameMs,
+                               maxBufferedMs: settings.maxBufferedAudioMs, aiSampleRate: aiSampleRate)
+        rtp = Mutex(RTPState())
     }
 
     // MARK: Counters (read by status and stats from any thread)
@@ -86,10 +63,7 @@ public final class CallMedia: Sendable {
     public var packetsIn: UInt64 { inPackets.load(ordering: .relaxed) }
     public var packetsOut: UInt64 { outPackets.load(ordering: .relaxed) }
     public var packetsDropped: UInt64 { droppedPackets.load(ordering: .relaxed) }
-    public var playoutDepthMs: Int {
-        outbound.withLock { $0.playout.depthSamples * 1000 / $0.encoder.sampleRate }
-    }
-    public var droppedPlayoutSamples: Int { outbound.withLock { $0.playout.droppedSamples } }
+    public var isPacing: Bool { pacerStarted.load(ordering: .relaxed) && !pacerStopped.load(ordering: .relaxed) }
 
     // MARK: Asterisk → AI
 
@@ -106,56 +80,18 @@ public final class CallMedia: Sendable {
 
     // MARK: AI → Asterisk
 
-    /// Queues AI audio (PCM16LE at `sampleRate`) for playout. Called from the AI session's task.
-    public func enqueueAIAudio(_ pcm: ByteBuffer, sampleRate: Int) {
-        outbound.withLock { state in
-            if sampleRate != state.aiSampleRate {
-                state.aiSampleRate = sampleRate
-                state.resampler = Resampler(from: sampleRate, to: state.encoder.sampleRate)
-            }
-            PCM16.appendLittleEndian(pcm.readableBytesView, to: &state.decoded)
-            state.resampled.removeAll(keepingCapacity: true)
-            state.decoded.withUnsafeBufferPointer { state.resampler.process($0, into: &state.resampled) }
-            state.decoded.removeAll(keepingCapacity: true)
-            state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
-        }
-    }
-
-    /// Marks reach the AI as `mark` once every sample queued before them has been played.
-    public func addMark(_ name: String) {
-        outbound.withLock { $0.playout.appendMark(name) }
-    }
-
-    /// Barge-in: drops queued audio; returns the marks that will now never be reached.
-    public func clearPlayout() -> [String] {
-        outbound.withLock { state in
-            state.talking = false
-            state.prebufferTicks = 0
-            return state.playout.clear()
-        }
-    }
-
-    /// True when nothing is queued or owed: the caller has heard everything the AI sent.
-    public var playoutIdle: Bool {
-        outbound.withLock { $0.playout.depthSamples == 0 && $0.silentTail == 0 }
-    }
-
-    public var remote: SocketAddress? { outbound.withLock { $0.remote } }
+    public var remote: SocketAddress? { rtp.withLock { $0.remote } }
 
     func setRemote(_ remote: SocketAddress) {
-        outbound.withLock { $0.remote = remote }
+        rtp.withLock { $0.remote = remote }
     }
 
     /// Starts sending one packet per 20 ms on the RTP socket's event loop, from a monotonic
     /// schedule (deadlines, not delays, so there is no drift). Sending never waits for inbound RTP.
     func startPacer(on channel: any Channel) {
         guard !pacerStarted.exchange(true, ordering: .relaxed) else { return }
-        let start = NIODeadline.now()
-        schedulePacerTick(channel: channel, start: start, tick: 1)
+        schedulePacerTick(channel: channel, start: NIODeadline.now(), tick: 1)
     }
-
-    /// Whether queued audio is actually being played (the pacer runs and has not been stopped).
-    public var isPacing: Bool { pacerStarted.load(ordering: .relaxed) && !pacerStopped.load(ordering: .relaxed) }
 
     func stopPacer() {
         pacerStopped.store(true, ordering: .relaxed)
@@ -168,60 +104,36 @@ public final class CallMedia: Sendable {
             var next = tick + 1
             // After a stall (loop busy, machine suspended) skip the missed slots instead of
             // bursting: Asterisk has no jitter buffer and would play a burst as extra delay.
-            let now = NIODeadline.now()
-            let elapsed = (now - start).nanoseconds
+            let elapsed = (NIODeadline.now() - start).nanoseconds
             if elapsed > period * (tick + 2) {
                 next = elapsed / period + 1
             }
-            for _ in tick..<(next - 1) { skipSlot() }
+            if next - 1 > tick {
+                let skipped = UInt32(truncatingIfNeeded: Int(next - 1 - tick) * settings.timestampIncrement)
+                rtp.withLock { $0.timestamp &+= skipped }
+                playout.skipSlot()
+            }
             sendNextPacket(channel: channel)
             schedulePacerTick(channel: channel, start: start, tick: next)
         }
     }
 
-    private func skipSlot() {
-        outbound.withLock { state in
-            state.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement)
-            state.startsTalkspurt = true
-        }
-    }
-
     private func sendNextPacket(channel: any Channel) {
-        var marks: [String] = []
-        let packet: AddressedEnvelope<ByteBuffer>? = outbound.withLock { state in
-            guard let remote = state.remote else { return nil }
-            defer { state.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement) }
-            let count = state.frame.count
-            if !state.talking && state.playout.depthSamples > 0 {
-                state.prebufferTicks += 1
-                if state.playout.depthSamples >= count * Self.prebufferFrames || state.prebufferTicks > Self.prebufferFrames {
-                    state.talking = true
-                    state.prebufferTicks = 0
-                }
+        let (packet, marks) = playout.tick { frame, startsTalkspurt in
+            rtp.withLock { rtp -> AddressedEnvelope<ByteBuffer>? in
+                guard let remote = rtp.remote else { return nil }
+                var buffer = channel.allocator.buffer(capacity: 12 + frame.count * 2)
+                RTPPacket.writeHeader(payloadType: UInt8(settings.outboundPayloadType), marker: startsTalkspurt,
+                                      sequence: rtp.sequence, timestamp: rtp.timestamp, ssrc: rtp.ssrc, into: &buffer)
+                encoder.encode(frame, into: &buffer)
+                rtp.sequence &+= 1
+                return AddressedEnvelope(remoteAddress: remote, data: buffer)
             }
-            let hadAudio = state.talking && state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
-            if state.playout.hasPendingMarks { marks = state.playout.takeReachedMarks() }
-            if hadAudio {
-                state.silentTail = 2
-            } else if state.silentTail > 0 {
-                state.talking = false
-                state.silentTail -= 1
-                state.frame.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-            } else {
-                state.talking = false
-                state.startsTalkspurt = true
-                return nil
-            }
-            var buffer = channel.allocator.buffer(capacity: 12 + count * 2)
-            RTPPacket.writeHeader(payloadType: UInt8(settings.outboundPayloadType), marker: state.startsTalkspurt,
-                                  sequence: state.sequence, timestamp: state.timestamp, ssrc: state.ssrc, into: &buffer)
-            state.frame.withUnsafeBufferPointer { state.encoder.encode($0, into: &buffer) }
-            state.sequence &+= 1
-            state.startsTalkspurt = false
-            return AddressedEnvelope(remoteAddress: remote, data: buffer)
         }
+        // The RTP clock advances every slot, sent or not, so a gap shows as a gap.
+        rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement) }
         for mark in marks { onMarkReached(mark) }
-        guard let packet else { return }
+        guard let packet = packet ?? nil else { return }
         outPackets.wrappingAdd(1, ordering: .relaxed)
         channel.writeAndFlush(packet, promise: nil)
     }
