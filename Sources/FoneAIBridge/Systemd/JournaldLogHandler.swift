@@ -44,10 +44,7 @@ public struct JournaldLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = LogFormatting.merge(handler: metadata, provider: metadataProvider, event: event.metadata)
-        if let error = event.error, merged["error"] == nil {
-            merged["error"] = "\(error)"
-        }
+        let merged = LogFormatting.merge(handler: metadata, provider: metadataProvider, event: event)
         let fields = Self.journalFields(
             level: event.level, message: event.message.description, metadata: merged, identifier: identifier,
             label: label, file: event.file, function: event.function, line: event.line,

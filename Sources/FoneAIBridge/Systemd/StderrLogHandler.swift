@@ -38,10 +38,7 @@ public struct StderrLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = LogFormatting.merge(handler: metadata, provider: metadataProvider, event: event.metadata)
-        if let error = event.error, merged["error"] == nil {
-            merged["error"] = "\(error)"
-        }
+        let merged = LogFormatting.merge(handler: metadata, provider: metadataProvider, event: event)
         let line = LogFormatting.line(timestamp: timestamps ? LogFormatting.timestamp() : nil, level: event.level,
                                       label: label, message: event.message.description, metadata: merged)
         LogFormatting.writeToStderr(line)
@@ -50,13 +47,17 @@ public struct StderrLogHandler: LogHandler {
 
 /// Formatting shared by the handlers.
 public enum LogFormatting {
-    static func merge(handler: Logger.Metadata, provider: Logger.MetadataProvider?, event: Logger.Metadata?) -> Logger.Metadata {
+    /// Handler, provider and event metadata, later ones winning, plus the event's error.
+    static func merge(handler: Logger.Metadata, provider: Logger.MetadataProvider?, event: LogEvent) -> Logger.Metadata {
         var merged = handler
         if let provided = provider?.get(), !provided.isEmpty {
             merged.merge(provided) { _, new in new }
         }
-        if let event, !event.isEmpty {
-            merged.merge(event) { _, new in new }
+        if let metadata = event.metadata, !metadata.isEmpty {
+            merged.merge(metadata) { _, new in new }
+        }
+        if let error = event.error, merged["error"] == nil {
+            merged["error"] = "\(error)"
         }
         return merged
     }

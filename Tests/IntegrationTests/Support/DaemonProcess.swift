@@ -109,8 +109,13 @@ final class DaemonProcess: @unchecked Sendable {
 
 /// Runs the `foneai-bridge` binary once with arguments and returns (exit status, output).
 func runBridgeCommand(_ arguments: [String]) throws -> (Int32, String) {
+    try runToCompletion(DaemonProcess.binDirectory.appendingPathComponent("foneai-bridge").path, arguments)
+}
+
+/// Runs a program to its end; returns (exit status, stdout and stderr together).
+func runToCompletion(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
     let process = Process()
-    process.executableURL = DaemonProcess.binDirectory.appendingPathComponent("foneai-bridge")
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe

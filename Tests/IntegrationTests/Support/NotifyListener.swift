@@ -60,22 +60,9 @@ final class NotifyListener: @unchecked Sendable {
     }
 }
 
-/// Runs `foneaictl` with arguments; returns (exit status, stdout+stderr).
+/// Runs `foneaictl` with arguments, as root or as another uid; returns (exit status, output).
 func runCtl(_ arguments: [String], asUID uid: UInt32? = nil) throws -> (Int32, String) {
-    let process = Process()
     let ctl = DaemonProcess.binDirectory.appendingPathComponent("foneaictl").path
-    if let uid {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", ctl] + arguments
-    } else {
-        process.executableURL = URL(fileURLWithPath: ctl)
-        process.arguments = arguments
-    }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    guard let uid else { return try runToCompletion(ctl, arguments) }
+    return try runToCompletion("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", ctl] + arguments)
 }
