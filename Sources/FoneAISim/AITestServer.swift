@@ -45,6 +45,8 @@ public enum AIScriptStep: Sendable {
     case end(sessionId: String, variables: [String: String] = [:])
     case transfer(context: String, extension: String, priority: Int? = nil, jump: Bool = false, sessionId: String? = nil, variables: [String: String] = [:])
     case hangup(sessionId: String? = nil, variables: [String: String] = [:])
+    /// Turns echo (send every received binary frame back) on or off.
+    case echo(Bool)
     /// Closes the TCP connection abruptly (no WebSocket close frame, no `end`).
     case dropConnection
     /// Normal WebSocket close (no `end`).
@@ -191,7 +193,7 @@ public final class AITestServer: Sendable {
         logLevel: Logger.Level = .warning
     ) async throws -> AITestServer {
         var logger = Logger(label: "foneai-sim.ai")
-        logger.logLevel = logLevel
+        logger.logLevel = logLevel <= .debug ? logLevel : .critical
         let holder = Holder(mode: mode)
         let responder = CallbackResponder<BasicRequestContext> { _, _ in
             Response.simJSON(status: 404, body: #"{"error":"not found"}"#)
@@ -432,6 +434,10 @@ struct AISessionRunner: Sendable {
             case .script(let steps):
                 for step in steps {
                     try Task.checkCancellation()
+                    if case .echo(let on) = step {
+                        echo.on.store(on, ordering: .relaxed)
+                        continue
+                    }
                     try await run(step, currentRate: &currentRate)
                 }
             }
@@ -527,6 +533,8 @@ struct AISessionRunner: Sendable {
             if let sessionId { pairs.append(("sessionId", .string(sessionId))) }
             if !vars.isEmpty { pairs.append(("variables", .strings(vars))) }
             try await sendText(SimJSON.object(pairs).serialized)
+        case .echo:
+            break  // handled by drive()
         case .dropConnection:
             try? await channel.close()
         case .closeSocket:

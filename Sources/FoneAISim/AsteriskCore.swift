@@ -313,7 +313,16 @@ final class AsteriskCore: Sendable {
         if ext.pairedCaller == caller.id { return }
         if ext.pairedCaller != nil { ext.media?.stopSending() }
         st.channels[ext.id]?.pairedCaller = caller.id
-        caller.call!.noteMediaStarted(externalChannelID: ext.id, bridgeID: bid)
+        let call = caller.call!
+        let firstStart = call.mediaStartedAtNanos == nil
+        call.noteMediaStarted(externalChannelID: ext.id, bridgeID: bid)
+        if firstStart, let after = call.spec.hangupAfterMedia {
+            Task { [weak call] in
+                try? await Task.sleep(for: after)
+                guard let call, call.outcome == nil else { return }
+                await call.hangup()
+            }
+        }
         ext.media!.setListener(caller.call!)
         ext.media!.startSending(for: caller.call!)
     }

@@ -70,7 +70,8 @@ public final class AsteriskSimulator: Sendable {
     public static func start(_ configuration: Configuration = Configuration()) async throws -> AsteriskSimulator {
         let core = AsteriskCore(config: configuration, group: MultiThreadedEventLoopGroup.singleton)
         var logger = Logger(label: "foneai-sim.asterisk")
-        logger.logLevel = configuration.logLevel
+        // Hummingbird logs an error on every cancellation-stop: keep it quiet unless debugging.
+        logger.logLevel = configuration.logLevel <= .debug ? configuration.logLevel : .critical
 
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             var request = request
@@ -117,8 +118,13 @@ public final class AsteriskSimulator: Sendable {
                 let offered = proto.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 headers[.secWebSocketProtocol] = offered.contains("ari") ? "ari" : (offered.first ?? "ari")
             }
+            // Register before the 101 answer goes out: once the client sees the upgrade, the app is
+            // active (events are buffered until the writer runs). Unregistered when the TCP closes.
+            let (stream, cont) = AsyncStream<String>.makeStream()
+            let sid = core.registerSocket(apps: apps, continuation: cont, channel: channel)
+            channel.closeFuture.whenComplete { _ in core.unregisterSocket(sid) }
             return .upgrade(headers) { inbound, outbound, _ in
-                await core.runEventSocket(apps: apps, channel: channel, inbound: inbound, outbound: outbound)
+                await core.runEventSocket(id: sid, stream: stream, continuation: cont, inbound: inbound, outbound: outbound)
             }
         }
         let server = try await SimHTTPServer.start(description: "ARI \(configuration.host):\(configuration.ariPort)") { onRunning in
@@ -210,6 +216,9 @@ public final class AsteriskSimulator: Sendable {
     public var unknownRequests: Int { get async { core.counters.unknownRequests.load(ordering: .relaxed) } }
     public var droppedStrictRTPPackets: Int { get async { core.counters.droppedStrictRTPPackets.load(ordering: .relaxed) } }
 
+    /// Up to 50 descriptions ("source -> channel (expected …)") of packets dropped by strict RTP.
+    public var strictRTPDropSources: [String] { get async { core.counters.strictDropSources.withLock { $0 } } }
+
     /// Drops every events WebSocket abruptly (as if Asterisk's HTTP side restarted). Channels stay.
     public func restartARI() async {
         core.dropAllEventSockets()
@@ -227,9 +236,10 @@ public final class AsteriskSimulator: Sendable {
 }
 
 extension AsteriskCore {
-    func runEventSocket(apps: [String], channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        let (stream, cont) = AsyncStream<String>.makeStream()
-        let sid = registerSocket(apps: apps, continuation: cont, channel: channel)
+    func runEventSocket(
+        id sid: Int, stream: AsyncStream<String>, continuation cont: AsyncStream<String>.Continuation,
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+    ) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {

@@ -15,6 +15,14 @@ final class SimCounterBox: Sendable {
     let unknownRequests = Atomic<Int>(0)
     let eventsSent = Atomic<Int>(0)
     let eventSocketsAccepted = Atomic<Int>(0)
+    let rtpLateSends = Atomic<Int>(0)
+    let strictDropSources = Mutex<[String]>([])
+
+    func noteStrictDrop(_ text: String) {
+        strictDropSources.withLock { list in
+            if list.count < 50 { list.append(text) }
+        }
+    }
 
     func snapshot() -> SimCounters {
         var c = SimCounters()
@@ -30,6 +38,7 @@ final class SimCounterBox: Sendable {
         c.unknownRequests = unknownRequests.load(ordering: .relaxed)
         c.eventsSent = eventsSent.load(ordering: .relaxed)
         c.eventSocketsAccepted = eventSocketsAccepted.load(ordering: .relaxed)
+        c.rtpLateSends = rtpLateSends.load(ordering: .relaxed)
         return c
     }
 }
@@ -139,7 +148,7 @@ final class ExternalMedia: Sendable {
         state.withLock { $0.listener = call }
     }
 
-    /// Starts sending `call`'s audio to `external_host` (from the moment of this call, 20 ms packets).
+    /// Starts sending `call`'s audio to `external_host` (from now on, 20 ms packets, real time).
     func startSending(for call: SimCall) {
         let (gen, channel): (Int, (any Channel)?) = state.withLock { st in
             st.generation += 1
@@ -149,8 +158,19 @@ final class ExternalMedia: Sendable {
         let timeline = call.timeline(for: format)
         let el = channel.eventLoop
         el.execute {
-            let start = NIODeadline.now()
-            self.tick(generation: gen, packet: 0, start: start, timeline: timeline, call: call, channel: channel)
+            let stream = RTPStream(media: self, generation: gen, start: NIODeadline.now(), timeline: timeline, call: call, channel: channel)
+            RTPTicker.forLoop(el).add(stream)
+        }
+    }
+
+    /// Current SSRC and sequence number when `generation` is still current.
+    func streamHeader(generation: Int) -> (UInt32, UInt16)? {
+        state.withLock { st in (st.generation == generation && !st.closed) ? (st.ssrc, st.seq) : nil }
+    }
+
+    func storeSequence(_ seq: UInt16, generation: Int) {
+        state.withLock { st in
+            if st.generation == generation { st.seq = seq }
         }
     }
 
@@ -168,64 +188,6 @@ final class ExternalMedia: Sendable {
         ch?.close(promise: nil)
     }
 
-    private func tick(generation: Int, packet: Int, start: NIODeadline, timeline: AudioTimeline, call: SimCall, channel: any Channel) {
-        let header: (UInt32, UInt16)? = state.withLock { st in
-            (st.generation == generation && !st.closed) ? (st.ssrc, st.seq) : nil
-        }
-        guard let (ssrc, firstSeq) = header else { return }
-        var seq = firstSeq
-        var n = packet
-        let now = NIODeadline.now()
-        let period = TimeAmount.milliseconds(20)
-        let spp = format.samplesPerPacket
-        var wrote = 0
-        var ended = false
-        // If the event loop stalled badly, do not burst more than 5 packets: skip ahead.
-        let due = Int((now - start).nanoseconds / period.nanoseconds)
-        if due - n > 5 { n = due - 5 }
-        while start + period * Int64(n) <= now {
-            switch timeline.packet(n, sampleRate: format.sampleRate) {
-            case .ended:
-                ended = true
-            case .silent:
-                break
-            case .audio(let samples):
-                var buf = channel.allocator.buffer(capacity: 12 + format.payloadBytes)
-                buf.writeInteger(UInt8(0x80))
-                buf.writeInteger(format.payloadType & 0x7F)
-                buf.writeInteger(seq, endianness: .big)
-                buf.writeInteger(UInt32(truncatingIfNeeded: (n + 1) * spp), endianness: .big)
-                buf.writeInteger(ssrc, endianness: .big)
-                switch format {
-                case .slin16, .slin:
-                    for s in samples { buf.writeInteger(s, endianness: .big) }
-                case .ulaw:
-                    for s in samples { buf.writeInteger(G711.ulawEncode(s)) }
-                case .alaw:
-                    for s in samples { buf.writeInteger(G711.alawEncode(s)) }
-                }
-                channel.write(AddressedEnvelope(remoteAddress: remote, data: buf), promise: nil)
-                seq &+= 1
-                wrote += 1
-            }
-            if ended { break }
-            n += 1
-        }
-        if wrote > 0 {
-            channel.flush()
-            counters.rtpPacketsSent.wrappingAdd(wrote, ordering: .relaxed)
-            call.noteSent(count: wrote)
-            state.withLock { st in
-                if st.generation == generation { st.seq = seq }
-            }
-        }
-        if ended { return }
-        let next = n
-        channel.eventLoop.scheduleTask(deadline: start + period * Int64(next)) {
-            self.tick(generation: generation, packet: next, start: start, timeline: timeline, call: call, channel: channel)
-        }
-    }
-
     /// Handles one datagram received on this channel's socket (event loop thread).
     func receive(from source: SocketAddress, buffer: ByteBuffer) {
         let arrival = simMonotonicNanos()
@@ -237,6 +199,7 @@ final class ExternalMedia: Sendable {
         // Strict RTP: a new source is learned only after `learnPackets` dropped packets.
         let (accepted, listener): (Bool, SimCall?) = state.withLock { st in
             if st.closed { return (false, nil) }
+            let listener = st.listener
             if let learned = st.learnedSource, learned == source { return (true, st.listener) }
             if st.candidate == source {
                 st.candidateCount += 1
@@ -250,10 +213,12 @@ final class ExternalMedia: Sendable {
                 st.candidateCount = 0
                 return (true, st.listener)
             }
-            return (false, nil)
+            return (false, listener)
         }
         guard accepted else {
             counters.droppedStrictRTPPackets.increment()
+            counters.noteStrictDrop("\(source) -> \(channelID) (expected \(remote))")
+            listener?.noteStrictRTPDrop()
             return
         }
         let pt = header.payloadType
@@ -302,5 +267,129 @@ final class RTPInboundHandler: ChannelInboundHandler, Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP port unreachable etc.: ignore, keep the socket open (like Asterisk).
+    }
+}
+
+/// One caller's audio stream towards `external_host`. Used only on its channel's event loop.
+final class RTPStream {
+    let media: ExternalMedia
+    let generation: Int
+    let start: NIODeadline
+    let timeline: AudioTimeline
+    let call: SimCall
+    let channel: any Channel
+    /// Index of the next packet (20 ms slots since `start`).
+    var n = 0
+    static let period = TimeAmount.milliseconds(20)
+
+    init(media: ExternalMedia, generation: Int, start: NIODeadline, timeline: AudioTimeline, call: SimCall, channel: any Channel) {
+        self.media = media
+        self.generation = generation
+        self.start = start
+        self.timeline = timeline
+        self.call = call
+        self.channel = channel
+    }
+
+    var nextDeadline: NIODeadline { start + Self.period * Int64(n) }
+
+    /// Sends every packet due up to `horizon`; false when the stream is over.
+    func sendDue(now: NIODeadline, horizon: NIODeadline) -> Bool {
+        guard let (ssrc, firstSeq) = media.streamHeader(generation: generation) else { return false }
+        let format = media.format
+        let spp = format.samplesPerPacket
+        var seq = firstSeq
+        var wrote = 0
+        var ended = false
+        if now - nextDeadline > .milliseconds(40) {
+            media.counters.rtpLateSends.increment()  // never skip audio: send what is due at once
+        }
+        while nextDeadline <= horizon {
+            switch timeline.packet(n) {
+            case .ended:
+                ended = true
+            case .silent:
+                break
+            case .payload(let payload):
+                var buf = channel.allocator.buffer(capacity: 12 + payload.readableBytes)
+                buf.writeInteger(UInt8(0x80))
+                buf.writeInteger(format.payloadType & 0x7F)
+                buf.writeInteger(seq, endianness: .big)
+                buf.writeInteger(UInt32(truncatingIfNeeded: (n + 1) * spp), endianness: .big)
+                buf.writeInteger(ssrc, endianness: .big)
+                buf.writeImmutableBuffer(payload)
+                channel.write(AddressedEnvelope(remoteAddress: media.remote, data: buf), promise: nil)
+                seq &+= 1
+                wrote += 1
+            }
+            if ended { break }
+            n += 1
+        }
+        if wrote > 0 {
+            channel.flush()
+            media.counters.rtpPacketsSent.wrappingAdd(wrote, ordering: .relaxed)
+            call.noteSent(count: wrote)
+            media.storeSequence(seq, generation: generation)
+        }
+        return !ended
+    }
+}
+
+/// Drives every RTP stream of one event loop with one timer: each wake-up serves all streams due
+/// within the next 2 ms (sends are at most 2 ms early; wake-ups ≤ 500/s whatever the call count).
+final class RTPTicker {
+    static let registry = Mutex<[ObjectIdentifier: NIOLoopBound<RTPTicker>]>([:])
+    static let coalesce = TimeAmount.milliseconds(2)
+
+    let eventLoop: any EventLoop
+    var streams: [RTPStream] = []
+    var scheduled: Scheduled<Void>?
+    var scheduledAt: NIODeadline?
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    /// The ticker of `loop` (call on that loop).
+    static func forLoop(_ loop: any EventLoop) -> RTPTicker {
+        let key = ObjectIdentifier(loop as AnyObject)
+        let bound: NIOLoopBound<RTPTicker> = registry.withLock { reg in
+            if let b = reg[key] { return b }
+            let b = NIOLoopBound(RTPTicker(eventLoop: loop), eventLoop: loop)
+            reg[key] = b
+            return b
+        }
+        return bound.value
+    }
+
+    func add(_ stream: RTPStream) {
+        streams.append(stream)
+        tick()
+    }
+
+    func tick() {
+        scheduled?.cancel()  // add() ticks at once: never keep two timers
+        scheduled = nil
+        scheduledAt = nil
+        let now = NIODeadline.now()
+        let horizon = now + Self.coalesce
+        var next: NIODeadline? = nil
+        var i = 0
+        while i < streams.count {
+            let s = streams[i]
+            if s.nextDeadline <= horizon {
+                if !s.sendDue(now: now, horizon: horizon) {
+                    streams.swapAt(i, streams.count - 1)
+                    streams.removeLast()
+                    continue
+                }
+            }
+            let d = s.nextDeadline
+            if next == nil || d < next! { next = d }
+            i += 1
+        }
+        if let next {
+            let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
+            scheduledAt = next
+            scheduled = eventLoop.scheduleTask(deadline: next) { loopBoundSelf.value.tick() }
+        }
     }
 }

@@ -20,6 +20,7 @@ public final class SimCall: Sendable {
         var heard: [Int16] = []
         var heardPackets: [SimHeardPacket] = []
         var packetsSent = 0
+        var strictRTPDropped = 0
         var firstSentNanos: UInt64?
         var lastSentNanos: UInt64?
         var mediaStartedAtNanos: UInt64?
@@ -93,6 +94,9 @@ public final class SimCall: Sendable {
     /// Arrival times (CLOCK_MONOTONIC ns) of the packets the caller heard.
     public func heardArrivalNanos() async -> [UInt64] { state.withLock { $0.heardPackets.map(\.arrivalNanos) } }
 
+    /// Packets to this caller's external channel dropped by strict RTP (unlearned source).
+    public var strictRTPDropped: Int { state.withLock { $0.strictRTPDropped } }
+
     /// Number of RTP packets sent from this call's audio to the bridge.
     public var rtpPacketsSent: Int { state.withLock { $0.packetsSent } }
 
@@ -119,7 +123,7 @@ public final class SimCall: Sendable {
 
     // MARK: internal
 
-    func timeline(for format: SimRTPFormat) -> AudioTimeline { AudioTimeline(spec.audio) }
+    func timeline(for format: SimRTPFormat) -> AudioTimeline { AudioTimeline(spec.audio, format: format) }
 
     func noteSent(count: Int) {
         let now = simMonotonicNanos()
@@ -137,6 +141,10 @@ public final class SimCall: Sendable {
             st.externalChannelID = externalChannelID
             st.bridgeID = bridgeID
         }
+    }
+
+    func noteStrictRTPDrop() {
+        state.withLock { $0.strictRTPDropped += 1 }
     }
 
     func recordHeard(samples: [Int16], packet: SimHeardPacket) {

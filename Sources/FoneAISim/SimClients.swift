@@ -225,11 +225,21 @@ public final class SimARIEventClient: Sendable {
         where predicate: @Sendable (SimJSON) -> Bool = { _ in true }
     ) async -> SimJSON? {
         let deadline = ContinuousClock.now + timeout
+        var scanned = 0
+        var found = 0
         while true {
-            let matches = events(ofType: type, channel: channel).filter(predicate)
-            if matches.count >= count { return matches[count - 1] }
+            // Only look at events that arrived since the last look.
+            let fresh: [SimJSON] = state.withLock { st in
+                scanned < st.events.count ? Array(st.events[scanned...]) : []
+            }
+            scanned += fresh.count
+            for e in fresh
+            where e["type"]?.stringValue == type && (channel == nil || e["channel"]?["id"]?.stringValue == channel) && predicate(e) {
+                found += 1
+                if found >= count { return e }
+            }
             if ContinuousClock.now >= deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(5))
+            try? await Task.sleep(for: .milliseconds(2))
         }
     }
 
@@ -280,13 +290,17 @@ public final class SimRTPPeer: Sendable {
     final class Handler: ChannelInboundHandler, Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         let packets: Mutex<[Packet]>
-        init(_ p: Mutex<[Packet]>.Type = Mutex<[Packet]>.self) { packets = Mutex([]) }
+        let recordPayloads: Bool
+        init(recordPayloads: Bool) {
+            packets = Mutex([])
+            self.recordPayloads = recordPayloads
+        }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let env = Self.unwrapInboundIn(data)
             let now = simMonotonicNanos()
             guard let (h, payload) = RTPHeader.parse(env.data) else { return }
             var p = payload
-            let bytes = p.readBytes(length: p.readableBytes) ?? []
+            let bytes = recordPayloads ? (p.readBytes(length: p.readableBytes) ?? []) : []
             let pkt = Packet(
                 source: env.remoteAddress.ipAddress ?? "", sourcePort: env.remoteAddress.port ?? 0, arrivalNanos: now,
                 payloadType: h.payloadType, marker: h.marker, sequenceNumber: h.sequenceNumber, timestamp: h.timestamp,
@@ -305,10 +319,12 @@ public final class SimRTPPeer: Sendable {
         self.port = channel.localAddress?.port ?? 0
     }
 
-    public static func bind(host: String = "127.0.0.1", port: Int = 0) async throws -> SimRTPPeer {
-        let handler = Handler()
+    /// `recordPayloads: false` keeps only headers and arrival times (cheaper under load).
+    public static func bind(host: String = "127.0.0.1", port: Int = 0, recordPayloads: Bool = true) async throws -> SimRTPPeer {
+        let handler = Handler(recordPayloads: recordPayloads)
         let ch = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
             }
@@ -461,5 +477,26 @@ public final class SimWebSocketClient: Sendable {
         closeCont.finish()
         let t = task.withLock { $0 }
         await t?.value
+    }
+}
+
+/// Helpers to find free loopback ports.
+public enum SimPorts {
+    /// Binds UDP port 0 on `host`, reads the port, closes.
+    public static func freeUDPPort(host: String = "127.0.0.1") async throws -> Int {
+        let ch = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: host, port: 0).get()
+        let port = ch.localAddress?.port ?? 0
+        try await ch.close()
+        return port
+    }
+
+    /// Binds TCP port 0 on `host`, reads the port, closes.
+    public static func freeTCPPort(host: String = "127.0.0.1") async throws -> Int {
+        let ch = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: 0).get()
+        let port = ch.localAddress?.port ?? 0
+        try await ch.close()
+        return port
     }
 }

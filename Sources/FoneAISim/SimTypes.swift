@@ -27,6 +27,8 @@ public struct SimCallSpec: Sendable {
     public var audio: SimAudio
     /// The caller hangs up after this long (measured from the moment the call enters Stasis).
     public var hangupAfter: Duration?
+    /// The caller hangs up this long after its media started (caller and external channel bridged).
+    public var hangupAfterMedia: Duration?
     /// `Stasis(app,arg1,arg2)` arguments.
     public var stasisArgs: [String]
     /// Stasis application; nil = the simulator's `appName`.
@@ -40,9 +42,11 @@ public struct SimCallSpec: Sendable {
         variables: [String: String] = [:],
         audio: SimAudio = .silence,
         hangupAfter: Duration? = nil,
+        hangupAfterMedia: Duration? = nil,
         stasisArgs: [String] = [],
         app: String? = nil
     ) {
+        self.hangupAfterMedia = hangupAfterMedia
         self.exten = exten
         self.context = context
         self.callerNumber = callerNumber
@@ -139,8 +143,10 @@ public struct SimCounters: Sendable, CustomStringConvertible {
     public var unknownRequests = 0
     public var eventsSent = 0
     public var eventSocketsAccepted = 0
+    /// Send ticks that ran more than 40 ms after their deadline (the simulator itself was overloaded).
+    public var rtpLateSends = 0
 
     public var description: String {
-        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted)"
+        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted) lateSends=\(rtpLateSends)"
     }
 }

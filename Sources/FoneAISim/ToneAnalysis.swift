@@ -97,50 +97,101 @@ public enum ToneAnalysis {
         return s1 * s1 + s2 * s2 - coeff * s1 * s2
     }
 
+    /// The samples of the 10 ms windows that carry sound (RMS above `threshold`, or above 10 % of the
+    /// loudest window), concatenated: silence gaps (RTP gaps, underruns) removed.
+    public static func activeSamples(_ samples: [Int16], sampleRate: Int, threshold: Double = 100) -> [Int16] {
+        let win = max(1, sampleRate / 100)
+        var rmsList: [Double] = []
+        var i = 0
+        while i < samples.count {
+            let end = min(samples.count, i + win)
+            rmsList.append(rms(samples[i..<end]))
+            i = end
+        }
+        let loudest = rmsList.max() ?? 0
+        let limit = max(threshold, loudest * 0.1)
+        var out: [Int16] = []
+        out.reserveCapacity(samples.count)
+        for (w, r) in rmsList.enumerated() where r > limit {
+            let start = w * win
+            out.append(contentsOf: samples[start..<min(samples.count, start + win)])
+        }
+        return out
+    }
+
     /// Dominant frequency in Hz of a (mostly) tonal signal; 0 when the signal is silent.
     ///
-    /// Leading/trailing silence is trimmed, at most `maxSeconds` from the middle are analysed, a
-    /// zero-crossing estimate is refined with a Goertzel scan (1 Hz steps, ±25 %) and parabolic
-    /// interpolation.
-    public static func dominantFrequency(_ samples: [Int16], sampleRate: Int, maxSeconds: Double = 1.0) -> Double {
-        var window = trimSilence(samples)
-        guard window.count >= max(16, sampleRate / 100) else { return 0 }
+    /// Silent 10 ms windows (gaps anywhere, not only at the ends) are ignored. A zero-crossing
+    /// estimate over the active windows (each window counted on its own, so splices add nothing) is
+    /// refined with a Goertzel scan (1 Hz steps, ±25 %) over at most 0.25 s of active sound, and
+    /// parabolic interpolation. `maxSeconds` limits how much active sound is analysed.
+    public static func dominantFrequency(_ samples: [Int16], sampleRate: Int, maxSeconds: Double = 2.0) -> Double {
+        let win = max(1, sampleRate / 100)
+        var active = activeSamples(samples, sampleRate: sampleRate)
+        guard active.count >= max(16, win) else { return 0 }
         let maxCount = Int(maxSeconds * Double(sampleRate))
-        if window.count > maxCount {
-            let start = window.startIndex + (window.count - maxCount) / 2
-            window = window[start..<start + maxCount]
+        if active.count > maxCount {
+            let start = ((active.count - maxCount) / 2 / win) * win
+            active = Array(active[start..<start + maxCount])
         }
-        // Zero-crossing estimate with a little hysteresis.
+        // Zero-crossing estimate per window: crossings / time, summed over windows.
         let hyst: Int32 = 64
-        var crossings = 0
-        var positive: Bool? = nil
-        var firstCross = -1, lastCross = -1
-        for (offset, s) in window.enumerated() {
-            let v = Int32(s)
-            if positive != true && v > hyst {
-                if positive == false {
-                    crossings += 1
-                    if firstCross < 0 { firstCross = offset }
-                    lastCross = offset
+        var crossingsTotal = 0.0
+        var spanTotal = 0.0
+        var w = 0
+        while w < active.count {
+            let end = min(active.count, w + win)
+            var positive: Bool? = nil
+            var crossings = 0
+            var first = -1, last = -1
+            for idx in w..<end {
+                let v = Int32(active[idx])
+                if positive != true && v > hyst {
+                    if positive == false {
+                        crossings += 1
+                        if first < 0 { first = idx }
+                        last = idx
+                    }
+                    positive = true
+                } else if positive != false && v < -hyst {
+                    if positive == true {
+                        crossings += 1
+                        if first < 0 { first = idx }
+                        last = idx
+                    }
+                    positive = false
                 }
-                positive = true
-            } else if positive != false && v < -hyst {
-                if positive == true {
-                    crossings += 1
-                    if firstCross < 0 { firstCross = offset }
-                    lastCross = offset
+            }
+            if crossings >= 2 && last > first {
+                crossingsTotal += Double(crossings - 1)
+                spanTotal += Double(last - first)
+            }
+            w = end
+        }
+        // Low tones have < 2 crossings per 10 ms window: fall back to the whole active signal.
+        if spanTotal < Double(active.count) * 0.3 {
+            crossingsTotal = 0
+            spanTotal = 0
+            var positive: Bool? = nil
+            var crossings = 0
+            var first = -1, last = -1
+            for (idx, s) in active.enumerated() {
+                let v = Int32(s)
+                if positive != true && v > hyst {
+                    if positive == false { crossings += 1; if first < 0 { first = idx }; last = idx }
+                    positive = true
+                } else if positive != false && v < -hyst {
+                    if positive == true { crossings += 1; if first < 0 { first = idx }; last = idx }
+                    positive = false
                 }
-                positive = false
+            }
+            if crossings >= 3 && last > first {
+                crossingsTotal = Double(crossings - 1)
+                spanTotal = Double(last - first)
             }
         }
-        var estimate: Double
-        if crossings >= 3 && lastCross > firstCross {
-            estimate = Double(crossings - 1) / 2 / (Double(lastCross - firstCross) / Double(sampleRate))
-        } else {
-            estimate = 0
-        }
+        let estimate = spanTotal > 0 ? crossingsTotal / 2 / (spanTotal / Double(sampleRate)) : 0
         let nyquist = Double(sampleRate) / 2
-        // Refine with a Goertzel scan around the estimate (or across the band if no estimate).
         let lo: Double, hi: Double, step: Double
         if estimate > 0 {
             lo = max(20, estimate * 0.75)
@@ -152,16 +203,15 @@ public enum ToneAnalysis {
             step = 5
         }
         guard hi > lo else { return estimate }
-        // Limit Goertzel cost: at most 0.25 s of samples.
-        var gw = window
+        var gw = active[...]
         let gMax = sampleRate / 4
         if gw.count > gMax {
-            let start = gw.startIndex + (gw.count - gMax) / 2
+            let start = gw.startIndex + ((gw.count - gMax) / 2 / win) * win
             gw = gw[start..<start + gMax]
         }
         var bestF = lo, bestP = -1.0
-        var f = lo
         var powers: [(Double, Double)] = []
+        var f = lo
         while f <= hi {
             let p = goertzelPower(gw, frequency: f, sampleRate: sampleRate)
             powers.append((f, p))
