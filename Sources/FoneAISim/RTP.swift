@@ -108,7 +108,7 @@ final class ExternalMedia: Sendable {
         var candidateCount = 0
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     init(channelID: String, remote: SocketAddress, format: SimRTPFormat, counters: SimCounterBox, learnPackets: Int) {
         self.channelID = channelID
