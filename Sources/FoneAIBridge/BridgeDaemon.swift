@@ -26,6 +26,7 @@ public actor BridgeDaemon: Service {
     private var registry: CallRegistry?
     private var eventsTask: Task<Void, Never>?
     private var reconcileTask: Task<Void, Never>?
+    private var reconcileRequested = false
     private var ariConnected = false
     private var ariProblem: String?
     private var lastReload: ReloadInfo?
@@ -176,23 +177,32 @@ public actor BridgeDaemon: Service {
         }
     }
 
-    /// After every (re)connect, in the background so events keep flowing meanwhile.
+    /// After every (re)connect, in the background so events keep flowing meanwhile. A connect
+    /// during a run asks for one more run: the earlier snapshot predates the newer outage.
     private func startReconcile() {
-        guard let http, let registry, reconcileTask == nil else { return }
-        let endpoint = ARIEndpoint(url: config.ari.url, username: config.ari.username, password: config.ari.password, appName: config.ari.appName)
-        let reconciler = Reconciler(ari: ARIClient(endpoint: endpoint, http: http), registry: registry,
-                                    idPrefix: config.calls.idPrefix, logger: logger)
+        reconcileRequested = true
+        guard reconcileTask == nil else { return }
         reconcileTask = Task.detached {
-            do {
-                _ = try await reconciler.run()
-            } catch {
-                await self.logger.warning("Cannot reconcile with Asterisk after connecting", metadata: ["error": "\(error)"])
+            while let reconciler = await self.takeReconcileRequest() {
+                do {
+                    _ = try await reconciler.run()
+                } catch {
+                    await self.logger.warning("Cannot reconcile with Asterisk after connecting", metadata: ["error": "\(error)"])
+                }
             }
-            await self.reconcileFinished()
         }
     }
 
-    private func reconcileFinished() { reconcileTask = nil }
+    /// The next reconcile to run, or nil (and the task ends) when none was asked for.
+    private func takeReconcileRequest() -> Reconciler? {
+        guard reconcileRequested, let http, let registry else {
+            reconcileTask = nil
+            return nil
+        }
+        reconcileRequested = false
+        let endpoint = ARIEndpoint(url: config.ari.url, username: config.ari.username, password: config.ari.password, appName: config.ari.appName)
+        return Reconciler(ari: ARIClient(endpoint: endpoint, http: http), registry: registry, idPrefix: config.calls.idPrefix, logger: logger)
+    }
 
     // MARK: Reload
 

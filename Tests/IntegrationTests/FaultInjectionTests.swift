@@ -57,3 +57,32 @@ import Testing
         await harness.stop()
     }
 }
+
+/// Events are not queued while the ARI socket is down: a caller who hangs up then is never
+/// reported. After reconnecting, the bridge must notice and release the call's resources.
+@Suite(.serialized) struct ARIOutageTests {
+    @Test func callerGoneDuringAnARIOutageIsCleanedUpAfterReconnect() async throws {
+        let ai = try await AITestServer.start(mode: .echo)
+        let harness = try await Harness.start(aiURL: ai.url)
+        let staying = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 500, seconds: 60)))
+        let leaving = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 700, seconds: 60)))
+        _ = await ai.waitForSessions(2)
+        try await Task.sleep(for: .milliseconds(300))
+        // The bridge waits at least 100 ms before reconnecting: hang up inside that gap.
+        await harness.asterisk.restartARI()
+        await leaving.hangup()
+        #expect(leaving.outcome == .hungUp(byCaller: true))
+        #expect(await harness.daemon.waitForLog("Cleaned up after a previous run or an ARI outage", timeout: .seconds(5)))
+        let session = try #require(await ai.waitForSession(1, timeout: .seconds(3)) { $0.closed })
+        #expect(session.stopReason == "caller_hangup")
+        // The other call was not touched and still flows.
+        #expect(staying.outcome == nil)
+        let before = staying.rtpPacketsHeard
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(staying.rtpPacketsHeard > before, "the remaining call still hears its AI")
+        await staying.hangup()
+        await harness.expectNothingLeaked()
+        await harness.stop()
+        await ai.stop()
+    }
+}
