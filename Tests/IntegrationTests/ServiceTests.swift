@@ -144,3 +144,66 @@ import Testing
         await ai.stop()
     }
 }
+
+/// Admission limits and live reconfiguration.
+@Suite(.serialized) struct AdmissionAndReloadTests {
+    @Test func callsOverMaxCallsAreContinuedBusy() async throws {
+        let ai = try await AITestServer.start(mode: .echo)
+        let harness = try await Harness.start(aiURL: ai.url, extra: ["calls": ["maxCalls": 2]])
+        let first = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 440, seconds: 30)))
+        let second = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 440, seconds: 30)))
+        _ = await ai.waitForSessions(2)
+        let third = await harness.asterisk.placeCall(.dialplan())
+        #expect(await third.waitForEnd(timeout: .seconds(3)) == .continued(context: "foneai-in", exten: "100", priority: 6))
+        #expect(await third.variables()["FONEAI_STATUS"] == "busy")
+        #expect(first.outcome == nil && second.outcome == nil, "the calls in progress are untouched")
+        await first.hangup()
+        await second.hangup()
+        await harness.expectNothingLeaked()
+        await harness.stop()
+        await ai.stop()
+    }
+
+    /// SIGHUP with a new AI URL: the live call keeps its AI session; new calls use the new server.
+    @Test func reloadMovesNewCallsToANewAIWithoutDroppingLiveOnes() async throws {
+        let oldAI = try await AITestServer.start(mode: .echo)
+        let newAI = try await AITestServer.start(mode: .echo)
+        let harness = try await Harness.start(aiURL: oldAI.url)
+        let live = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 440, seconds: 30)))
+        _ = await oldAI.waitForSessions(1)
+        let config = try String(contentsOfFile: harness.daemon.configPath, encoding: .utf8)
+        #expect(config.contains(oldAI.url))
+        try config.replacingOccurrences(of: oldAI.url, with: newAI.url).write(toFile: harness.daemon.configPath, atomically: true, encoding: .utf8)
+        harness.daemon.signal(SIGHUP)
+        #expect(await harness.daemon.waitForLog("Configuration reloaded"))
+        try await Task.sleep(for: .milliseconds(200))
+        let fresh = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 440, seconds: 30)))
+        #expect(await newAI.waitForSessions(1).count == 1, "the new call went to the new AI server")
+        #expect(await oldAI.sessionCount == 1)
+        #expect(live.outcome == nil)
+        let before = live.rtpPacketsHeard
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(live.rtpPacketsHeard > before, "the live call still hears its (old) AI")
+        await live.hangup()
+        await fresh.hangup()
+        await harness.expectNothingLeaked()
+        await harness.stop()
+        await oldAI.stop()
+        await newAI.stop()
+    }
+
+    /// Another ARI client taking over the Stasis app is an error the administrator must see.
+    @Test func applicationReplacedIsReported() async throws {
+        let ai = try await AITestServer.start(mode: .echo)
+        let harness = try await Harness.start(aiURL: ai.url)
+        let intruder = try await SimARIEventClient.connect(ariURL: harness.asterisk.ariURL, app: "foneai",
+                                                           username: harness.asterisk.username, password: harness.asterisk.password)
+        #expect(await harness.daemon.waitForLog("Another ARI client took over the Stasis application"))
+        let (_, status) = try runCtl(["--socket", harness.daemon.controlSocketPath, "status", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any]
+        #expect(object?["ariConnected"] as? Bool == false, "\(status)")
+        await intruder.close()
+        await harness.stop()
+        await ai.stop()
+    }
+}

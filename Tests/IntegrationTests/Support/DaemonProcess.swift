@@ -36,7 +36,7 @@ final class DaemonProcess: @unchecked Sendable {
             "control": ["socketPath": controlSocketPath],
         ]
         for (section, values) in extra { config[section, default: [:]].merge(values) { $1 } }
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: configPath))
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]).write(to: URL(fileURLWithPath: configPath))
 
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
