@@ -73,7 +73,8 @@ import Testing
         await leaving.hangup()
         #expect(leaving.outcome == .hungUp(byCaller: true))
         #expect(await harness.daemon.waitForLog("Cleaned up after a previous run or an ARI outage", timeout: .seconds(5)))
-        let session = try #require(await ai.waitForSession(1, timeout: .seconds(3)) { $0.closed })
+        let index = try #require(await ai.sessions().first { $0.channelId == leaving.id }?.index)
+        let session = try #require(await ai.waitForSession(index, timeout: .seconds(3)) { $0.closed })
         #expect(session.stopReason == "caller_hangup")
         // The other call was not touched and still flows.
         #expect(staying.outcome == nil)
