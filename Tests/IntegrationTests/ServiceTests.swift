@@ -69,9 +69,12 @@ import Testing
         let harness = try await Harness.start(aiURL: ai.url)
         let socket = harness.daemon.controlSocketPath
         var calls: [SimCall] = []
+        // Call 0 is ended with `foneaictl end`; the others hang up by themselves, late enough
+        // for every check before the drain even on a loaded machine.
         for i in 0..<3 {
-            calls.append(await harness.asterisk.placeCall(.dialplan(callerNumber: "55500\(i)", audio: .tone(hz: 400, seconds: 30),
-                                                                    hangupAfter: .seconds(4))))
+            calls.append(await harness.asterisk.placeCall(SimCallSpec(
+                callerNumber: "55500\(i)", variables: ["campaign": "100"], audio: .tone(hz: 400, seconds: 60),
+                hangupAfterMedia: i == 0 ? nil : .seconds(8))))
         }
         _ = await ai.waitForSessions(3)
         try await Task.sleep(for: .milliseconds(500))
@@ -128,7 +131,7 @@ import Testing
         #expect(await refused.waitForEnd(timeout: .seconds(3)) == .continued(context: "foneai-in", exten: "100", priority: 6))
         #expect(await refused.variables()["FONEAI_STATUS"] == "unavailable")
         #expect(drain.isRunning, "drain --wait returned while calls were live")
-        for call in calls.dropFirst() { #expect(await call.waitForEnd(timeout: .seconds(8)) == .hungUp(byCaller: true)) }
+        for call in calls.dropFirst() { #expect(await call.waitForEnd(timeout: .seconds(12)) == .hungUp(byCaller: true)) }
         let deadline = ContinuousClock.now + .seconds(5)
         while drain.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!drain.isRunning && drain.terminationStatus == 0)

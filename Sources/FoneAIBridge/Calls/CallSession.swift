@@ -318,7 +318,7 @@ public actor CallSession {
         default: "ended"
         }
         aiOutbound.finish(with: .stop(reason: stopReason))
-        if let rtpMedia { await environment.rtp.detach(rtpMedia) }
+        rtpMedia?.stopPacer()
         webSocketMedia?.close()
 
         let ari = environment.ari
@@ -340,6 +340,9 @@ public actor CallSession {
             break
         }
         await attempt("delete the external channel") { try await ari.hangup(channel: self.externalChannelId) }
+        // Only now: until the external channel is gone Asterisk may still send its RTP, which
+        // would otherwise be logged as coming from an unknown source.
+        if let rtpMedia { await environment.rtp.detach(rtpMedia) }
         await attempt("delete the bridge") { try await ari.deleteBridge(id: self.bridgeId) }
 
         // Give the AI a moment to receive `stop` and close cleanly, then stop waiting.

@@ -93,7 +93,7 @@ public final class CallMedia: MediaLeg {
         schedulePacerTick(channel: channel, start: NIODeadline.now(), tick: 1)
     }
 
-    func stopPacer() {
+    public func stopPacer() {
         pacerStopped.store(true, ordering: .relaxed)
     }
 
