@@ -84,6 +84,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer targets (Tests/Fuzz/run.sh, `make fuzz`); in ordinary builds an input replayer.
+        .executableTarget(
+            name: "FoneAIFuzz",
+            dependencies: [
+                "FoneAIBridge", "FoneAIControl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "FoneAIBridgeTests", dependencies: ["FoneAIBridge"]),
         .testTarget(
             name: "IntegrationTests",

@@ -201,7 +201,7 @@ struct Drain: AsyncParsableCommand {
     var timeout: Double?
 
     func validate() throws {
-        if let timeout, !(timeout.isFinite && timeout >= 0) {
+        if let timeout, !(timeout.isFinite && timeout >= 0 && timeout <= 1e9) {  // more would overflow Int64 ms
             throw ValidationError("--timeout must be a non-negative number of seconds")
         }
     }

@@ -322,7 +322,7 @@ public final class ControlServer: Sendable {
             let wait = args.wait ?? false
             var timeout: Duration?
             if let seconds = args.timeoutSeconds {
-                guard seconds.isFinite, seconds >= 0 else {
+                guard seconds.isFinite, seconds >= 0, seconds <= 1e9 else {  // 1e9 s ≈ 31 years; more would overflow Int64 ms
                     try await send(error: .badRequest, "timeoutSeconds must be a non-negative number", id: id, to: outbound)
                     return true
                 }
