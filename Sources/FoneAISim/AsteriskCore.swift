@@ -36,6 +36,8 @@ struct ChannelRecord {
     var args: [String]
     var call: SimCall?
     var media: ExternalMedia?
+    /// External channel with `transport=websocket`: its media socket (instead of `media`).
+    var wsMedia: MediaWebSocketChannel? = nil
     var localPort: Int = 0
     /// External channel: the caller it is currently streaming with.
     var pairedCaller: String?
@@ -68,6 +70,8 @@ struct CoreState {
     var bridges: [String: BridgeRecord] = [:]
     var apps: [String: AppRecord] = [:]
     var sockets: [Int: EventSocketRecord] = [:]
+    /// WebSocket media: MEDIA_WEBSOCKET_CONNECTION_ID → channel id, while the channel lives.
+    var mediaConnections: [String: String] = [:]
     var nextSocketID = 0
     var counter = 0
     var uniqueBase = SimTime.unixSeconds()
@@ -268,6 +272,10 @@ final class AsteriskCore: Sendable {
         state.withLock { st in
             guard st.channels[id] != nil else { return }
             emitChannel(&st, id, type: "ChannelDtmfReceived", extra: [("digit", .string(digit)), ("duration_ms", .int(durationMs))])
+            // The bridge passes the digit on: a WebSocket media channel tells its application.
+            for (eid, e) in st.channels where e.kind == .external && e.pairedCaller == id {
+                e.wsMedia?.sendEvent("DTMF_END digit:\(digit) channel_id:\(eid)")
+            }
         }
     }
 
@@ -292,12 +300,16 @@ final class AsteriskCore: Sendable {
             if c.pairedCaller != nil {
                 c.media?.stopSending()
                 c.media?.setListener(nil)
+                c.wsMedia?.stopSending()
+                c.wsMedia?.setListener(nil)
                 st.channels[id]?.pairedCaller = nil
             }
         case .caller:
             for (eid, e) in st.channels where e.kind == .external && e.pairedCaller == id {
                 e.media?.stopSending()
                 e.media?.setListener(nil)
+                e.wsMedia?.stopSending()
+                e.wsMedia?.setListener(nil)
                 st.channels[eid]?.pairedCaller = nil
             }
         }
@@ -308,10 +320,13 @@ final class AsteriskCore: Sendable {
         guard let b = st.bridges[bid] else { return }
         let members = b.channels.compactMap { st.channels[$0] }
         guard let caller = members.first(where: { $0.kind == .caller && $0.call != nil }),
-            let ext = members.first(where: { $0.kind == .external && $0.media != nil })
+            let ext = members.first(where: { $0.kind == .external && ($0.media != nil || $0.wsMedia != nil) })
         else { return }
         if ext.pairedCaller == caller.id { return }
-        if ext.pairedCaller != nil { ext.media?.stopSending() }
+        if ext.pairedCaller != nil {
+            ext.media?.stopSending()
+            ext.wsMedia?.stopSending()
+        }
         st.channels[ext.id]?.pairedCaller = caller.id
         let call = caller.call!
         let firstStart = call.mediaStartedAtNanos == nil
@@ -323,8 +338,14 @@ final class AsteriskCore: Sendable {
                 await call.hangup()
             }
         }
-        ext.media!.setListener(caller.call!)
-        ext.media!.startSending(for: caller.call!)
+        if let ws = ext.wsMedia {
+            call.noteMediaSocket(ws)
+            ws.setListener(call)
+            ws.startSending(for: call)
+        } else {
+            ext.media!.setListener(call)
+            ext.media!.startSending(for: call)
+        }
     }
 
     // MARK: external media
@@ -351,6 +372,7 @@ final class AsteriskCore: Sendable {
     func shutdown() {
         let (medias, sockets): ([ExternalMedia], [EventSocketRecord]) = state.withLock { st in
             let m = st.channels.values.compactMap(\.media)
+            for ws in st.channels.values.compactMap(\.wsMedia) { ws.close() }
             let s = Array(st.sockets.values)
             st.sockets = [:]
             for k in st.apps.keys { st.apps[k]?.activeSocket = nil }

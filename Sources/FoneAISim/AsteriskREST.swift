@@ -113,7 +113,7 @@ extension AsteriskCore {
                     return .ok(nil)
                 case .external:
                     emitChannel(&st, id, type: "ChannelDestroyed", extra: [("cause", .int(cause)), ("cause_txt", .string(Self.causeText(cause)))])
-                    st.channels.removeValue(forKey: id)
+                    if let rec = st.channels.removeValue(forKey: id) { releaseWebSocketMedia(&st, rec) }
                     return .ok(c.media)
                 }
             }
@@ -198,7 +198,10 @@ extension AsteriskCore {
                 case .external:
                     // No dialplan for UnicastRTP: it hangs up.
                     emitChannel(&st, id, type: "ChannelDestroyed", extra: [("cause", 16), ("cause_txt", "Normal Clearing")])
-                    st.channels.removeValue(forKey: id)?.media?.close()
+                    if let rec = st.channels.removeValue(forKey: id) {
+                        rec.media?.close()
+                        releaseWebSocketMedia(&st, rec)
+                    }
                 }
                 return .noContent
             }
@@ -217,6 +220,7 @@ extension AsteriskCore {
     func externalMedia(query: [String: String], body: String?) async -> SimRESTResponse {
         guard let app = query["app"], !app.isEmpty else { return .message(400, "app cannot be empty") }
         let transport = query["transport"] ?? "udp"
+        if transport == "websocket" { return webSocketExternalMedia(app: app, query: query, body: body) }
         let encapsulation = query["encapsulation"] ?? "rtp"
         guard transport == "udp", encapsulation == "rtp" else {
             return .message(501, "Only transport=udp encapsulation=rtp is implemented by the simulator")

@@ -6,10 +6,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A fake Asterisk 22: ARI REST + events WebSocket + UnicastRTP (externalMedia) over UDP,
-/// reproducing the behaviour described in asterisk-facts.md, including the unpleasant parts
-/// (the externalMedia/addChannel 422 race, no packets while silent, leaking external channels and
-/// bridges, dropped dynamic payload types, strict RTP learning, no event queueing).
+/// A fake Asterisk 22: ARI REST + events WebSocket + UnicastRTP (externalMedia) over UDP, and
+/// the WebSocket media channel (externalMedia `transport=websocket`, served at
+/// `/media/<connection id>` on the ARI port), reproducing the behaviour described in
+/// asterisk-facts.md, including the unpleasant parts (the externalMedia/addChannel 422 race, no
+/// packets while silent, leaking external channels and bridges, dropped dynamic payload types,
+/// strict RTP learning, no event queueing, a WebSocket media channel that enters Stasis only once
+/// its socket connects and queues what it is sent).
 public final class AsteriskSimulator: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -76,6 +79,11 @@ public final class AsteriskSimulator: Sendable {
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             var request = request
             let (fullPath, query) = SimURL.split(request.uri.string)
+            if fullPath.hasPrefix("/media/") {
+                // chan_websocket's /media/<connection id>: reached only when no upgrade happened.
+                let res = core.mediaNonUpgradeResponse(connectionID: String(fullPath.dropFirst("/media/".count)))
+                return .simJSON(status: res.status, body: res.body)
+            }
             guard fullPath == "/ari" || fullPath.hasPrefix("/ari/") else {
                 core.counters.unknownRequests.increment()
                 return .simJSON(status: 404, body: SimJSON.object([("message", "Resource not found")]).serialized)
@@ -109,6 +117,22 @@ public final class AsteriskSimulator: Sendable {
         )
         let shouldUpgrade: @Sendable (HTTPRequest, any Channel, Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> = { head, channel, _ in
             let (path, query) = SimURL.split(head.path ?? "/")
+            if path.hasPrefix("/media/") {
+                // No ARI authentication here (chan_websocket does not check it); the subprotocol must be `media`.
+                let offered = head.headerFields[.secWebSocketProtocol].map {
+                    $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                }
+                let check = core.checkMediaUpgrade(
+                    connectionID: String(path.dropFirst("/media/".count)), subprotocols: offered,
+                    authorization: head.headerFields[.authorization])
+                guard case .accept(let ws) = check else { return .dontUpgrade }
+                var headers = HTTPFields()
+                if offered != nil { headers[.secWebSocketProtocol] = "media" }
+                let eventLoop = channel.eventLoop
+                return .upgrade(headers) { inbound, outbound, _ in
+                    await core.runMediaSocket(ws, inbound: inbound, outbound: outbound, eventLoop: eventLoop)
+                }
+            }
             guard path == "/ari/events" || path == "/ari/events/" else { return .dontUpgrade }
             guard core.authorized(authorizationHeader: head.headerFields[.authorization], query: query) else { return .dontUpgrade }
             let apps = (query["app"] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
@@ -174,7 +198,7 @@ public final class AsteriskSimulator: Sendable {
         get async { core.state.withLock { st in st.bridges.values.sorted { $0.order < $1.order }.map(\.id) } }
     }
 
-    /// Ids of the live external media (UnicastRTP) channels.
+    /// Ids of the live external media channels (UnicastRTP and WebSocket).
     public var liveExternalChannelIDs: [String] {
         get async {
             core.state.withLock { st in st.channels.values.filter { $0.kind == .external }.sorted { $0.order < $1.order }.map(\.id) }
@@ -227,6 +251,21 @@ public final class AsteriskSimulator: Sendable {
     /// Pushes an arbitrary text frame to every connected events socket.
     public func sendRawEvent(_ json: String) async {
         core.sendRaw(json)
+    }
+
+    /// What the WebSocket media channel `id` (externalMedia `transport=websocket`) saw so far;
+    /// nil when there is no such live channel (use `SimCall.mediaWebSocketStats` after the call).
+    public func mediaWebSocketStats(ofChannel id: String) async -> SimMediaWebSocketStats? {
+        core.mediaSocket(ofChannel: id)?.stats
+    }
+
+    /// Test hook: the WebSocket media channel `id` sends `MEDIA_XOFF` now and `MEDIA_XON` only
+    /// after `duration` (as if its queue had filled up). False when there is no such channel.
+    @discardableResult
+    public func forceMediaXOFF(channel id: String, for duration: Duration) async -> Bool {
+        guard let ws = core.mediaSocket(ofChannel: id) else { return false }
+        ws.forceXOFF(for: duration)
+        return true
     }
 
     /// The UDP port of an external media channel's RTP socket (UNICASTRTP_LOCAL_PORT).

@@ -19,7 +19,14 @@ public final class SimCall: Sendable {
         var nextWaiter = 0
         var heard: [Int16] = []
         var heardPackets: [SimHeardPacket] = []
+        /// Played to the caller from a WebSocket media channel, at `heardWebSocketRate`.
+        var heardWebSocket: [Int16] = []
+        var heardWebSocketRate: Int?
+        var heardWebSocketFrames = 0
+        var mediaSocket: MediaWebSocketChannel?
         var packetsSent = 0
+        /// CLOCK_MONOTONIC ns when each packet to the bridge was sent, in order (load benchmark).
+        var sentNanos: [UInt64] = []
         var strictRTPDropped = 0
         var firstSentNanos: UInt64?
         var lastSentNanos: UInt64?
@@ -82,8 +89,42 @@ public final class SimCall: Sendable {
         return core?.channelVariables(id) ?? state.withLock { $0.finalVariables ?? [:] }
     }
 
-    /// Everything the caller heard, decoded to 8 kHz samples, in arrival order.
+    /// Everything the caller heard over RTP (UnicastRTP), decoded to 8 kHz samples, in arrival order.
     public func heardAudio() async -> [Int16] { state.withLock { $0.heard } }
+
+    /// Everything the caller heard from a WebSocket media channel (`transport=websocket`), one
+    /// 20 ms frame per tick as Asterisk played it out, at the channel's rate (16 kHz for slin16).
+    /// Empty when the call's media went over RTP.
+    public func heardAudio16k() async -> [Int16] { state.withLock { $0.heardWebSocket } }
+
+    /// What the caller heard, with its sample rate: the WebSocket media channel's audio when the
+    /// call was bridged to one (16 kHz for slin16), else the RTP audio at 8 kHz.
+    public func heard() async -> SimHeardAudio {
+        state.withLock { st in
+            if let rate = st.heardWebSocketRate {
+                return SimHeardAudio(samples: st.heardWebSocket, sampleRate: rate, transport: .websocket)
+            }
+            return SimHeardAudio(samples: st.heard, sampleRate: 8000, transport: .rtp)
+        }
+    }
+
+    /// Frames played to the caller from a WebSocket media channel.
+    public var webSocketFramesHeard: Int { state.withLock { $0.heardWebSocketFrames } }
+
+    /// The WebSocket media channel this caller was (last) bridged with: what it received, played,
+    /// sent (MEDIA_XOFF/XON…) and which commands (FLUSH_MEDIA…) it got. Kept after the call ended.
+    public var mediaWebSocketStats: SimMediaWebSocketStats? {
+        get async { state.withLock { $0.mediaSocket }?.stats }
+    }
+
+    /// Test hook: the WebSocket media channel bridged with this caller sends `MEDIA_XOFF` now and
+    /// `MEDIA_XON` only once `duration` has passed. False when the call has no such channel.
+    @discardableResult
+    public func forceMediaXOFF(for duration: Duration) async -> Bool {
+        guard let ws = state.withLock({ $0.mediaSocket }) else { return false }
+        ws.forceXOFF(for: duration)
+        return true
+    }
 
     /// The RTP packets the caller received (after strict-RTP and payload-type filtering).
     public func heardPackets() async -> [SimHeardPacket] { state.withLock { $0.heardPackets } }
@@ -96,6 +137,10 @@ public final class SimCall: Sendable {
 
     /// Packets to this caller's external channel dropped by strict RTP (unlearned source).
     public var strictRTPDropped: Int { state.withLock { $0.strictRTPDropped } }
+
+    /// CLOCK_MONOTONIC ns when each RTP packet was sent to the bridge, in sending order (packets
+    /// sent in one tick share a time). Element `n` is the call's packet number `n`.
+    public func sentPacketNanos() async -> [UInt64] { state.withLock { $0.sentNanos } }
 
     /// Number of RTP packets sent from this call's audio to the bridge.
     public var rtpPacketsSent: Int { state.withLock { $0.packetsSent } }
@@ -129,6 +174,7 @@ public final class SimCall: Sendable {
         let now = simMonotonicNanos()
         state.withLock { st in
             st.packetsSent += count
+            for _ in 0..<count { st.sentNanos.append(now) }
             if st.firstSentNanos == nil { st.firstSentNanos = now }
             st.lastSentNanos = now
         }
@@ -140,6 +186,21 @@ public final class SimCall: Sendable {
             if st.mediaStartedAtNanos == nil { st.mediaStartedAtNanos = now }
             st.externalChannelID = externalChannelID
             st.bridgeID = bridgeID
+        }
+    }
+
+    func noteMediaSocket(_ ws: MediaWebSocketChannel) {
+        state.withLock { st in
+            st.mediaSocket = ws
+            st.heardWebSocketRate = ws.format.sampleRate
+        }
+    }
+
+    func recordHeardWebSocket(samples: [Int16], sampleRate: Int) {
+        state.withLock { st in
+            st.heardWebSocket.append(contentsOf: samples)
+            st.heardWebSocketRate = sampleRate
+            st.heardWebSocketFrames += 1
         }
     }
 

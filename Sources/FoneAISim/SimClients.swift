@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOPosix
@@ -384,6 +385,7 @@ public final class SimWebSocketClient: Sendable {
 
     struct State {
         var received: [Message] = []
+        var binaryArrivalNanos: [UInt64] = []
         var closed = false
         var outbound: WebSocketOutboundWriter?
     }
@@ -397,15 +399,23 @@ public final class SimWebSocketClient: Sendable {
         (closeStream, closeCont) = AsyncStream<Void>.makeStream()
     }
 
-    public static func connect(url: String) async throws -> SimWebSocketClient {
+    /// - Parameters:
+    ///   - subprotocol: offered in `Sec-WebSocket-Protocol` (e.g. "media" for Asterisk's `/media/<id>`).
+    ///   - headers: extra request headers (e.g. "Authorization").
+    public static func connect(url: String, subprotocol: String? = nil, headers: [String: String] = [:]) async throws -> SimWebSocketClient {
         let client = SimWebSocketClient()
+        var extra = HTTPFields()
+        if let subprotocol { extra[.secWebSocketProtocol] = subprotocol }
+        for (name, value) in headers {
+            if let field = HTTPField.Name(name) { extra[field] = value }
+        }
         var logger = Logger(label: "foneai-sim.ws-client")
         logger.logLevel = .critical
         let (connectedStream, connectedCont) = AsyncStream<Bool>.makeStream()
         let closeStream = client.closeStream
         let t = Task {
             do {
-                try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 22), logger: logger) { inbound, outbound, _ in
+                try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 22, additionalHeaders: extra), logger: logger) { inbound, outbound, _ in
                     client.state.withLock { $0.outbound = outbound }
                     connectedCont.yield(true)
                     await withTaskGroup(of: Void.self) { group in
@@ -416,7 +426,11 @@ public final class SimWebSocketClient: Sendable {
                                     case .text(let s): client.state.withLock { $0.received.append(.text(s)) }
                                     case .binary(var b):
                                         let bytes = b.readBytes(length: b.readableBytes) ?? []
-                                        client.state.withLock { $0.received.append(.binary(bytes)) }
+                                        let now = simMonotonicNanos()
+                                        client.state.withLock {
+                                            $0.received.append(.binary(bytes))
+                                            $0.binaryArrivalNanos.append(now)
+                                        }
                                     }
                                 }
                             } catch {}
@@ -449,6 +463,18 @@ public final class SimWebSocketClient: Sendable {
         }
     }
     public var isClosed: Bool { state.withLock { $0.closed } }
+    /// CLOCK_MONOTONIC ns of each binary message received.
+    public var binaryArrivalNanos: [UInt64] { state.withLock { $0.binaryArrivalNanos } }
+
+    /// Waits until a text message satisfying `predicate` arrived; returns it (nil on timeout).
+    public func waitForText(timeout: Duration = .seconds(5), where predicate: @Sendable (String) -> Bool) async -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let t = receivedTexts.first(where: predicate) { return t }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return receivedTexts.first(where: predicate)
+    }
 
     public func send(text: String) async throws {
         guard let out = state.withLock({ $0.outbound }) else { throw SimHTTPClient.ClientError(description: "not connected") }

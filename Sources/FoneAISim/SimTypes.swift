@@ -104,6 +104,16 @@ public struct SimHeardPacket: Sendable {
     public var marker: Bool
 }
 
+/// What a caller heard, and at which rate.
+public struct SimHeardAudio: Sendable {
+    public enum Transport: String, Sendable { case rtp, websocket }
+    public var samples: [Int16]
+    public var sampleRate: Int
+    /// How the audio reached the caller: UnicastRTP (8 kHz back) or a WebSocket media channel.
+    public var transport: Transport
+    public var seconds: Double { Double(samples.count) / Double(sampleRate) }
+}
+
 /// externalMedia formats.
 public enum SimRTPFormat: String, Sendable {
     case slin16, slin, ulaw, alaw

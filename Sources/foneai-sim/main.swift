@@ -64,7 +64,7 @@ struct FoneAISimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "foneai-sim",
         abstract: "Fake Asterisk (ARI + externalMedia RTP) and AI WebSocket test server for foneai-bridge.",
-        subcommands: [AsteriskCommand.self, AICommand.self, DemoCommand.self, BenchCommand.self]
+        subcommands: [AsteriskCommand.self, AICommand.self, DemoCommand.self, BenchCommand.self, LoadCommand.self]
     )
 }
 

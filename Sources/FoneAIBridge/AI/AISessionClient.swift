@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOSSL
+import Synchronization
 import WSClient
 
 /// What an AI session reports to its call.
@@ -113,16 +114,23 @@ public struct AISessionClient: Sendable {
                                                   tlsConfiguration: settings.tls, logger: logger) { inbound, writer, _ in
                     signal.yield(.connected)
                     for text in dialect.openingMessages(for: call) { try await writer.write(.text(text)) }
+                    // Encoding and writing happen as one step under `turn`: a dialect that numbers its
+                    // messages (Twilio's sequenceNumber) must see them in the order they go out.
+                    let turn = WriteTurn()
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             for await pcm in outbound.audio {
-                                if let frame = dialect.encodeCallerAudio(pcm) { try await writer.write(frame) }
+                                try await turn.run {
+                                    if let frame = dialect.encodeCallerAudio(pcm) { try await writer.write(frame) }
+                                }
                             }
                             try await Task.sleep(for: .seconds(86_400 * 365))  // audio ending alone does not end the session
                         }
                         group.addTask {
                             for await message in outbound.control {
-                                if let text = dialect.encode(message) { try await writer.write(.text(text)) }
+                                try await turn.run {
+                                    if let text = dialect.encode(message) { try await writer.write(.text(text)) }
+                                }
                             }
                         }
                         group.addTask {
@@ -179,5 +187,47 @@ public struct AISessionClient: Sendable {
             }
         }
         return .finished
+    }
+}
+
+/// A first-come, first-served turn for the session's two writer tasks (audio, control), held
+/// across an `await`: `run` numbers-and-writes one message while the other task waits.
+final class WriteTurn: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func run(_ body: () async throws -> Void) async throws {
+        await acquire()
+        defer { release() }
+        try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if !state.busy {
+                    state.busy = true
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }

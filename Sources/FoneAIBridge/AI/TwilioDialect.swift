@@ -21,7 +21,13 @@ public final class TwilioDialect: AIDialect {
         var resampler: Resampler
         var samples: [Int16] = []
         var resampled: [Int16] = []
+        /// Resampled audio not sent yet: each `media` event carries exactly 20 ms (160 samples),
+        /// although the resampler holds a few samples back at first.
+        var pending: [Int16] = []
     }
+
+    /// Samples per `media` event: 20 ms at 8 kHz.
+    static let frameSamples = 160
 
     public init(call: AICallInfo) {
         let hex = String(call.callId.filter(\.isHexDigit).prefix(32))
@@ -76,9 +82,17 @@ public final class TwilioDialect: AIDialect {
             PCM16.appendLittleEndian(pcm, to: &state.samples)
             state.resampled.removeAll(keepingCapacity: true)
             state.samples.withUnsafeBufferPointer { state.resampler.process($0, into: &state.resampled) }
+            state.pending.append(contentsOf: state.resampled)
+            let frame = Self.frameSamples
+            if state.pending.count < frame {
+                // The first packet comes out of the resampler a little short: lead with silence.
+                state.pending.insert(contentsOf: repeatElement(0, count: frame - state.pending.count), at: 0)
+            }
             var ulaw = [UInt8]()
-            ulaw.reserveCapacity(state.resampled.count)
-            for sample in state.resampled { ulaw.append(G711.ulawEncode(sample)) }
+            ulaw.reserveCapacity(frame)
+            for sample in state.pending[..<frame] { ulaw.append(G711.ulawEncode(sample)) }
+            state.pending.removeFirst(frame)
+            if state.pending.count > frame * 8 { state.pending.removeFirst(state.pending.count - frame * 8) }
             state.chunk += 1
             return (Data(ulaw).base64EncodedString(), state.chunk)
         }

@@ -1,0 +1,267 @@
+import FoundationEssentials
+
+/// Everything one load run measured; written as JSON by `foneai-sim load --json` and read back by
+/// `foneai-sim load report`. Times in milliseconds unless the name says otherwise.
+public struct LoadResult: Codable, Sendable {
+    public struct Percentiles: Codable, Sendable {
+        public var count: Int
+        public var min: Double
+        public var p1: Double
+        public var p50: Double
+        public var p99: Double
+        public var max: Double
+
+        public static let empty = Percentiles(count: 0, min: 0, p1: 0, p50: 0, p99: 0, max: 0)
+
+        /// Nearest-rank percentiles of `values` (sorted in place).
+        public static func of(_ values: inout [Double]) -> Percentiles {
+            guard !values.isEmpty else { return .empty }
+            values.sort()
+            func rank(_ q: Double) -> Double {
+                let i = Int((q * Double(values.count)).rounded(.up)) - 1
+                return values[Swift.max(0, Swift.min(values.count - 1, i))]
+            }
+            return Percentiles(count: values.count, min: values[0], p1: rank(0.01), p50: rank(0.5), p99: rank(0.99), max: values[values.count - 1])
+        }
+    }
+
+    public struct Machine: Codable, Sendable {
+        public var cpuModel: String
+        public var cores: Int
+        public var memoryMB: Int
+        public var kernel: String
+        public var loadAverageBefore: Double
+        public var loadAverageAfter: Double
+        /// The simulator (fake Asterisk + AI server) runs on the same machine as the daemon.
+        public var simulatorSharesMachine: Bool
+    }
+
+    public struct Parameters: Codable, Sendable {
+        public var calls: Int
+        public var rate: Double
+        public var holdSeconds: Double
+        public var toneHz: Double
+        public var edgeSeconds: Double
+        public var externalStasisDelayMs: [Double]
+        public var bridge: String
+        public var daemonLogLevel: String
+        /// `ai.maxBufferedAudioMs` given to the daemon (nil: its default, 10000).
+        public var maxBufferedAudioMs: Int?
+    }
+
+    public struct Calls: Codable, Sendable {
+        public var placed: Int
+        /// Caller bridged with an external media channel (media flowing from the simulator).
+        public var bridged: Int
+        /// Bridged, audio both ways for the whole call, still in Stasis when the caller hung up,
+        /// AI session open until then.
+        public var sustained: Int
+        public var aiSessions: Int
+        /// Why calls were not sustained (first 20).
+        public var failures: [String]
+        /// Seconds during which all calls were up at once (the CPU/RSS window).
+        public var concurrentSeconds: Double
+        /// Measured media seconds per call after excluding the edges (mean).
+        public var windowSecondsPerCall: Double
+    }
+
+    /// Caller → AI: RTP packets the simulator sent vs binary frames the AI server received.
+    public struct ToAI: Codable, Sendable {
+        public var packetsInWindow: Int
+        public var lost: Int
+        public var duplicates: Int
+        /// Frames at the AI that did not carry the caller's tone.
+        public var unidentified: Int
+        /// Simulator send → AI server receive, per packet.
+        public var latencyMs: Percentiles
+    }
+
+    /// AI → caller: frames the AI echoed vs RTP packets the caller received.
+    public struct ToCaller: Codable, Sendable {
+        public var framesInWindow: Int
+        public var lost: Int
+        public var duplicates: Int
+        /// AI server send → simulator (caller) receive, per frame.
+        public var latencyMs: Percentiles
+        /// The same minus each call's own lowest latency: what varies from packet to packet.
+        public var latencyAboveCallFloorMs: Percentiles
+        /// Per-call lowest latency (the pacer phase + prebuffer part), across calls.
+        public var callFloorMs: Percentiles
+        public var packetsHeard: Int
+        /// Packets of silence (the 2-frame tail after a talkspurt, or padding).
+        public var silentPackets: Int
+        /// Audio packets whose content is not aligned to a 20 ms frame (zeros inserted earlier).
+        public var misalignedPackets: Int
+        /// Audio packets whose tag did not fit the sequence (not counted as delivered).
+        public var unreadablePackets: Int
+    }
+
+    public struct Pacing: Codable, Sendable {
+        /// Inter-arrival intervals of consecutive packets at the caller (simulator).
+        public var intervalMs: Percentiles
+        /// |interval − 20 ms|.
+        public var absDeviationMs: Percentiles
+        public var talkspurtStartsExcluded: Int
+        public var intervalsOver22ms: Int
+        public var intervalsUnder18ms: Int
+        /// The simulator's own send intervals over the same windows: the machine's scheduling
+        /// noise as seen from the simulator process (a floor for the numbers above).
+        public var simulatorSendIntervalMs: Percentiles
+    }
+
+    public struct Setup: Codable, Sendable {
+        /// StasisStart of the caller → caller bridged with the external channel (RTP starts).
+        public var bridgedMs: Percentiles
+        /// StasisStart → first caller audio frame at the AI server.
+        public var firstAudioAtAIMs: Percentiles
+    }
+
+    public struct Daemon: Codable, Sendable {
+        public var windowSeconds: Double
+        public var cpuSeconds: Double
+        /// CPU time / wall time in the window: 1.0 = one core.
+        public var cores: Double
+        public var userSeconds: Double
+        public var systemSeconds: Double
+        public var cpuSecondsPerCallMinute: Double
+        public var rssIdleKB: Int
+        public var rssLoadedKB: Int
+        public var rssPeakKB: Int
+        public var rssPerCallKB: Double
+        public var threads: Int
+        public var exitStatus: Int?
+        public var stopSeconds: Double
+        /// Busiest threads in the window.
+        public var threadLoad: [ThreadLoad]
+    }
+
+    public struct Simulator: Codable, Sendable {
+        /// CPU of the simulator process (fake Asterisk + AI server + this driver) in the window, in cores.
+        public var cores: Double
+        /// Send ticks that ran > 40 ms late (the simulator itself was overloaded).
+        public var lateSends: Int
+        public var rtpSent: Int
+        public var rtpReceived: Int
+        /// Busiest threads of the simulator process in the window.
+        public var threadLoad: [ThreadLoad]
+    }
+
+    public struct ThreadLoad: Codable, Sendable {
+        public var thread: String
+        /// CPU time / wall time in the window.
+        public var cores: Double
+    }
+
+    public struct CallIssue: Codable, Sendable {
+        public var index: Int
+        public var channelId: String
+        public var packetsSent: Int
+        public var aiFrames: Int
+        public var lostToAI: Int
+        public var unidentifiedAtAI: Int
+        public var answers: Int
+        public var packetsHeard: Int
+        public var lostToCaller: Int
+        public var renumbered: Int
+        public var anomalies: [String]
+    }
+
+    public struct Check: Codable, Sendable {
+        public var name: String
+        public var daemon: Int
+        public var simulator: Int
+        public var agree: Bool
+        public var note: String
+    }
+
+    public struct Target: Codable, Sendable {
+        public var name: String
+        public var target: String
+        public var value: String
+        public var met: Bool
+    }
+
+    public var version = 1
+    public var date: String
+    public var machine: Machine
+    public var parameters: Parameters
+    public var calls: Calls
+    public var toAI: ToAI
+    public var toCaller: ToCaller
+    public var pacing: Pacing
+    public var setup: Setup
+    public var daemon: Daemon
+    public var simulator: Simulator
+    /// Calls with anything unusual (loss, unidentified frames, not sustained), at most 50.
+    public var callsWithIssues: [CallIssue]
+    public var daemonCounters: [String: [String: Int]]
+    public var agreement: [Check]
+    public var targets: [Target]
+    public var allTargetsMet: Bool
+    /// The targets that depend on load (all but `LoadBenchmark.designTargets`) are met: what the
+    /// capacity search of `Tests/Bench/run.sh` looks for.
+    public var capacityTargetsMet: Bool
+    public var notes: [String]
+}
+
+extension LoadResult {
+    static func fmt(_ v: Double, _ digits: Int = 1) -> String {
+        guard v.isFinite else { return "\(v)" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let r = (v * scale).rounded() / scale
+        var s = "\(r)"
+        if digits == 0, s.hasSuffix(".0") { s.removeLast(2) }
+        if let dot = s.firstIndex(of: ".") {
+            let decimals = s.distance(from: dot, to: s.endIndex) - 1
+            if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+        }
+        return s
+    }
+
+    static func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
+
+    /// A human-readable summary (what `foneai-sim load` prints).
+    public var summary: String {
+        let f = Self.fmt
+        var lines: [String] = []
+        lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); \(date)")
+        lines.append("")
+        func row(_ a: String, _ b: String) { lines.append(Self.pad(a, 34) + b) }
+        row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions))")
+        row("lost caller → AI", "\(toAI.lost) of \(toAI.packetsInWindow) packets (dup \(toAI.duplicates), unidentified \(toAI.unidentified))")
+        row("lost AI → caller", "\(toCaller.lost) of \(toCaller.framesInWindow) frames (dup \(toCaller.duplicates), silent \(toCaller.silentPackets), misaligned \(toCaller.misalignedPackets), unreadable \(toCaller.unreadablePackets) of \(toCaller.packetsHeard) heard)")
+        row("pacing interval", "p1 \(f(pacing.intervalMs.p1, 2)) p50 \(f(pacing.intervalMs.p50, 2)) p99 \(f(pacing.intervalMs.p99, 2)) max \(f(pacing.intervalMs.max, 2)) ms; |dev| p99 \(f(pacing.absDeviationMs.p99, 2)) max \(f(pacing.absDeviationMs.max, 2)) ms")
+        row("  (simulator's own sends)", "p1 \(f(pacing.simulatorSendIntervalMs.p1, 2)) p50 \(f(pacing.simulatorSendIntervalMs.p50, 2)) p99 \(f(pacing.simulatorSendIntervalMs.p99, 2)) max \(f(pacing.simulatorSendIntervalMs.max, 2)) ms")
+        row("latency RTP in → AI", "p50 \(f(toAI.latencyMs.p50, 2)) p99 \(f(toAI.latencyMs.p99, 2)) max \(f(toAI.latencyMs.max, 2)) ms")
+        row("latency AI → RTP out", "p50 \(f(toCaller.latencyMs.p50, 2)) p99 \(f(toCaller.latencyMs.p99, 2)) max \(f(toCaller.latencyMs.max, 2)) ms")
+        row("  above each call's floor", "p50 \(f(toCaller.latencyAboveCallFloorMs.p50, 2)) p99 \(f(toCaller.latencyAboveCallFloorMs.p99, 2)) ms (floor p50 \(f(toCaller.callFloorMs.p50, 2)), range \(f(toCaller.callFloorMs.min, 2))–\(f(toCaller.callFloorMs.max, 2)) ms)")
+        row("setup StasisStart → bridged", "p50 \(f(setup.bridgedMs.p50, 1)) p99 \(f(setup.bridgedMs.p99, 1)) max \(f(setup.bridgedMs.max, 1)) ms")
+        row("setup StasisStart → audio at AI", "p50 \(f(setup.firstAudioAtAIMs.p50, 1)) p99 \(f(setup.firstAudioAtAIMs.p99, 1)) ms")
+        row("daemon CPU", "\(f(daemon.cores * 100, 1)) % of one core (user \(f(daemon.userSeconds, 1)) s, system \(f(daemon.systemSeconds, 1)) s); \(f(daemon.cpuSecondsPerCallMinute, 3)) s per call-minute")
+        row("daemon RSS", "idle \(daemon.rssIdleKB) KB, loaded \(daemon.rssLoadedKB) KB (peak \(daemon.rssPeakKB)); \(f(daemon.rssPerCallKB, 1)) KB per call; \(daemon.threads) threads")
+        row("daemon stop (SIGTERM)", "exit \(daemon.exitStatus.map(String.init) ?? "killed") after \(f(daemon.stopSeconds, 2)) s")
+        row("  busiest daemon threads", daemon.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
+        row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends)")
+        row("  busiest simulator threads", simulator.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
+        lines.append("")
+        lines.append("daemon counters vs simulator:")
+        for c in agreement {
+            lines.append("  \(c.agree ? "agree   " : "DISAGREE") \(c.name): daemon \(c.daemon), simulator \(c.simulator)\(c.note.isEmpty ? "" : " — " + c.note)")
+        }
+        lines.append("")
+        lines.append("targets (issue 7):")
+        for t in targets {
+            lines.append("  \(t.met ? "met    " : "NOT MET") \(Self.pad(t.name, 28)) \(t.value) (target \(t.target))")
+        }
+        if !calls.failures.isEmpty {
+            lines.append("")
+            lines.append("calls not sustained:")
+            for f in calls.failures { lines.append("  \(f)") }
+        }
+        for n in notes { lines.append("note: \(n)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,126 @@
+// `foneai-sim load`: the load benchmark (issue 7) — N concurrent calls through the real daemon —
+// and `foneai-sim load report`, which turns the JSON of several runs into docs/benchmarks.md.
+import ArgumentParser
+import Dispatch
+import FoneAISim
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Load benchmark: N concurrent calls through the real foneai-bridge, the fake Asterisk and an echoing AI server.",
+        subcommands: [LoadRunCommand.self, LoadReportCommand.self],
+        defaultSubcommand: LoadRunCommand.self
+    )
+}
+
+private func loadOut(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+private func loadErr(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+struct LoadRunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "One run (the default): place --calls calls at --rate per second, keep them all up for --duration seconds, hang up, stop the daemon, print the results."
+    )
+
+    @Option(help: "Concurrent calls.") var calls: Int
+    @Option(help: "Seconds all calls are up at once.") var duration: Double
+    @Option(help: "New calls (and hangups) per second.") var rate = 20.0
+    @Option(help: "Path of the foneai-bridge binary.") var bridge = ".build/release/foneai-bridge"
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Caller tone in Hz (an integer not divisible by 2 or 5).") var tone = 301.0
+    @Option(name: .customLong("edge-seconds"), help: "Seconds left out at the start and end of each call.") var edgeSeconds = 1.0
+    @Option(name: .customLong("log-level"), help: "Daemon log level.") var logLevel = "warning"
+    @Option(name: .customLong("max-buffered-audio-ms"), help: "ai.maxBufferedAudioMs for the daemon (default: the daemon's).")
+    var maxBufferedAudioMs: Int?
+    @Flag(name: .customLong("keep-temp"), help: "Keep the daemon's temporary directory (config, log).") var keepTemp = false
+    @Flag(name: .customLong("fail-on-targets"), help: "Exit 1 when a target of issue 7 is not met.") var failOnTargets = false
+
+    func validate() throws {
+        guard calls > 0 else { throw ValidationError("--calls must be at least 1") }
+        guard duration > 2 * edgeSeconds else { throw ValidationError("--duration must be longer than twice --edge-seconds") }
+        guard rate > 0 else { throw ValidationError("--rate must be positive") }
+    }
+
+    func run() async throws {
+        // Ctrl-C / SIGTERM: take the daemon down with us.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                LoadBenchmark.currentDaemon.withLock { $0?.kill9() }
+                loadErr("foneai-sim load: interrupted")
+                Glibc.exit(130)
+            }
+            src.resume()
+            sources.append(src)
+        }
+        defer { sources.forEach { $0.cancel() } }
+
+        var options = LoadOptions(calls: calls, holdSeconds: duration, rate: rate, bridgePath: bridge)
+        options.toneHz = tone
+        options.edgeSeconds = edgeSeconds
+        options.daemonLogLevel = logLevel
+        options.keepTemp = keepTemp
+        options.maxBufferedAudioMs = maxBufferedAudioMs
+        let result: LoadResult
+        do {
+            result = try await LoadBenchmark.run(options) { loadErr("load: \($0)") }
+        } catch {
+            loadErr("foneai-sim load: \(error)")
+            throw ExitCode(2)
+        }
+        loadOut(result.summary)
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+            loadErr("load: results written to \(json)")
+        }
+        if failOnTargets && !result.allTargetsMet { throw ExitCode(1) }
+    }
+}
+
+struct LoadReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Combine the JSON of several runs into a Markdown table and one JSON file.",
+        discussion: "The Markdown file is rewritten up to the line '\(LoadReport.marker)'; what follows that line (hand-written analysis) is kept."
+    )
+
+    @Option(help: "Markdown file to write.") var markdown = "docs/benchmarks.md"
+    @Option(name: .customLong("json"), help: "Combined JSON file to write.") var jsonOut = "docs/benchmarks.json"
+    @Option(help: "The command that produced the runs (shown in the report).") var command = "make bench"
+    @Argument(help: "JSON files written by `foneai-sim load --json`.") var files: [String]
+
+    func run() async throws {
+        var results: [LoadResult] = []
+        for f in files {
+            let data = try Data(contentsOf: URL(fileURLWithPath: f))
+            results.append(try JSONDecoder().decode(LoadResult.self, from: data))
+        }
+        guard !results.isEmpty else { throw ValidationError("no runs given") }
+        results.sort { $0.parameters.calls < $1.parameters.calls }
+        var kept = ""
+        if let old = try? String(contentsOfFile: markdown, encoding: .utf8), let r = old.range(of: LoadReport.marker) {
+            kept = String(old[r.upperBound...])
+        }
+        let md = LoadReport.markdown(results, command: command) + LoadReport.marker + kept
+        try md.write(toFile: markdown, atomically: true, encoding: .utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(LoadReport.Combined(command: command, runs: results)).write(to: URL(fileURLWithPath: jsonOut))
+        loadErr("load report: \(results.count) runs → \(markdown), \(jsonOut)")
+    }
+}
