@@ -3,7 +3,7 @@ SWIFT      ?= swift
 BUILD_DIR  ?= .build
 DEBUG_BIN  := $(BUILD_DIR)/debug
 
-.PHONY: all build test unit-test integration-test demo clean release deb install system-test
+.PHONY: all build test unit-test integration-test demo clean release deb install system-test fuzz bench
 
 all: build
 
@@ -31,6 +31,15 @@ demo: build
 
 clean:
 	rm -rf $(BUILD_DIR) .build-* out
+
+# libFuzzer targets (rtp, ari, ai, control, config), ASan-built in .build-fuzz, each run for
+# FUZZ_SECONDS from the seed corpus in Tests/Fuzz/corpus; crash inputs land in out/fuzz/crashes/.
+# FUZZ_TARGETS="rtp ai" picks some, FUZZ_JOBS=2 runs two at once. See Tests/Fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) SWIFT=$(SWIFT) bash Tests/Fuzz/run.sh $(FUZZ_TARGETS)
 
 # ---- Packaging -------------------------------------------------------------------------------
 # One flag set for everything shipped: release, Swift runtime linked statically, so the binaries
@@ -103,3 +112,11 @@ system-test: deb
 	$(SWIFT) build $(RELEASE_FLAGS) --product foneai-sim
 	Tests/System/run.sh --deb "$(DEB)" --version "$(VERSION)" --sim "$(RELEASE_BIN)/foneai-sim" \
 	  --bin-dir "$(RELEASE_BIN)" --out-dir "$(OUT_DIR)/system-test"
+
+# Load benchmark (issue 7): release build, then Tests/Bench/run.sh runs `foneai-sim load` for each
+# BENCH_CALLS (default 50 100 200 500) for BENCH_SECONDS (60) at BENCH_RATE (20) calls/s, searches
+# the largest passing call count, and writes docs/benchmarks.md and docs/benchmarks.json.
+bench:
+	$(SWIFT) build $(RELEASE_FLAGS) --product foneai-bridge
+	$(SWIFT) build $(RELEASE_FLAGS) --product foneai-sim
+	BENCH_BIN=$(RELEASE_BIN) bash Tests/Bench/run.sh

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `make bench`: the load benchmark sweep (issue 7). Runs `foneai-sim load` once per call count
+# against the release daemon, then looks for the largest call count that still meets the
+# load-dependent targets, and writes docs/benchmarks.md and docs/benchmarks.json.
+#
+#   BENCH_CALLS="50 100 200 500"  call counts of the sweep
+#   BENCH_SECONDS=60              seconds all calls are up, per run
+#   BENCH_RATE=20                 new calls (and hangups) per second
+#   BENCH_SEARCH=1                then bisect for the largest passing count (0: no search)
+#   BENCH_STEP=50                 resolution of that search
+#   BENCH_BIN=.build/release      where foneai-bridge and foneai-sim are
+#   BENCH_OUT=out/bench           per-run JSON and text output
+#   BENCH_DOCS=docs               where benchmarks.md and benchmarks.json go
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CALLS="${BENCH_CALLS:-50 100 200 500}"
+SECS="${BENCH_SECONDS:-60}"
+RATE="${BENCH_RATE:-20}"
+SEARCH="${BENCH_SEARCH:-1}"
+STEP="${BENCH_STEP:-50}"
+BIN="${BENCH_BIN:-.build/release}"
+OUT="${BENCH_OUT:-out/bench}"
+DOCS="${BENCH_DOCS:-docs}"
+SIM="$BIN/foneai-sim"
+
+command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 2; }
+[ -x "$SIM" ] && [ -x "$BIN/foneai-bridge" ] || { echo "no release binaries in $BIN: run 'make bench' (it builds them)"; exit 2; }
+mkdir -p "$OUT"
+rm -f "$OUT"/load-*.json "$OUT"/load-*.txt
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+run() {  # run N: one load run, results in $OUT/load-N.json
+    local n="$1"
+    echo "=== $n calls, ${SECS} s, ${RATE}/s (load average $(cut -d' ' -f1 /proc/loadavg))"
+    if "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
+        --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
+        :
+    else
+        echo "run with $n calls failed (see above)"
+        return 1
+    fi
+    sleep 5  # let the previous run's sockets close
+}
+
+passes() { [ -f "$OUT/load-$1.json" ] && [ "$(jq -r .capacityTargetsMet "$OUT/load-$1.json")" = true ]; }
+
+for n in $CALLS; do run "$n" || true; done
+
+if [ "$SEARCH" = 1 ]; then
+    lo=0; hi=0
+    for n in $CALLS; do
+        if passes "$n"; then [ "$n" -gt "$lo" ] && lo=$n; fi
+    done
+    for n in $CALLS; do
+        if ! passes "$n" && [ "$n" -gt "$lo" ] && { [ "$hi" = 0 ] || [ "$n" -lt "$hi" ]; }; then hi=$n; fi
+    done
+    if [ "$hi" = 0 ] && [ "$lo" -gt 0 ]; then
+        # Every run passed: go up until one fails (at most 4 steps of doubling).
+        n=$lo
+        for _ in 1 2 3 4; do
+            n=$((n * 2)); run "$n" || true
+            if passes "$n"; then lo=$n; else hi=$n; break; fi
+        done
+    fi
+    if [ "$hi" -gt 0 ]; then
+        while [ $((hi - lo)) -gt "$STEP" ]; do
+            mid=$(( (lo + hi) / 2 / STEP * STEP ))
+            [ "$mid" -le "$lo" ] && mid=$((lo + STEP))
+            run "$mid" || true
+            if passes "$mid"; then lo=$mid; else hi=$mid; fi
+        done
+    fi
+    echo "largest call count meeting the load-dependent targets: $lo (first failing: $hi)"
+fi
+
+"$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE)" "$OUT"/load-*.json
