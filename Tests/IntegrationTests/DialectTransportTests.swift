@@ -102,7 +102,8 @@ import Testing
 
         switch transport {
         case .rtp:
-            #expect(heardSeconds > 1.2 && heardSeconds < 2.4, "\(label): caller heard \(heardSeconds) s")
+            // (The upper bound leaves room for a loaded machine; the cut reply alone is 8 s.)
+            #expect(heardSeconds > 1.2 && heardSeconds < 4.0, "\(label): caller heard \(heardSeconds) s")
             let packets = await call.heardPackets()
             #expect(!packets.isEmpty && packets.allSatisfy { $0.payloadType == 11 })
             #expect(await call.mediaWebSocketStats == nil)
@@ -123,10 +124,10 @@ import Testing
             // depth, played late, flushed by FLUSH_MEDIA or discarded when the call ends, so the
             // caller's share is checked together with those.
             let sentSeconds = Double(ws.framesQueued) * 0.02
-            #expect(sentSeconds > 1.3 && sentSeconds < 2.4, "\(label): bridge sent \(sentSeconds) s")
+            #expect(sentSeconds > 1.3 && sentSeconds < 4.0, "\(label): bridge sent \(sentSeconds) s")
             #expect(ws.framesPlayed + ws.framesFlushed + ws.framesDiscardedAtClose == ws.framesQueued)
             let notPlayed = Double(ws.framesFlushed + ws.framesDiscardedAtClose) * 0.02
-            #expect(heardSeconds > 0.5 && heardSeconds + notPlayed > 1.2 && heardSeconds < 2.4,
+            #expect(heardSeconds > 0.5 && heardSeconds + notPlayed > 1.2 && heardSeconds < 4.0,
                     "\(label): caller heard \(heardSeconds) s, \(notPlayed) s flushed or discarded")
             // Paced: one frame per 20 ms, not bursts.
             let arrivals = ws.binaryArrivalNanos
@@ -208,11 +209,6 @@ import Testing
         let tail = Array(heard[min(heard.count, firstLoud + 4400)...])
         #expect(tail.count > 6000, "only \(tail.count) samples after the 1 kHz part")
         let tailRMS = ToneAnalysis.rms(tail)
-        if tailRMS > 150 {  // TEMP DIAG
-            let bytes = ToneAnalysis.pcm16LEBytes(heard)
-            FileManager.default.createFile(atPath: "/tmp/heard-rtp-\(UInt32.random(in: 0...UInt32.max)).raw", contents: Data(bytes))
-            print("DIAG-LOG \(harness.daemon.log.suffix(6000))")
-        }
         #expect(tailRMS < 150, "the 6 kHz part left RMS \(tailRMS) (the 1 kHz part: \(ToneAnalysis.rms(Array(heard[firstLoud..<firstLoud + 3200]))))")
         let alias = ToneAnalysis.goertzelPower(tail[...], frequency: 2000, sampleRate: 8000)
         let reference = ToneAnalysis.goertzelPower(heard[firstLoud..<firstLoud + 3200], frequency: 1000, sampleRate: 8000)
