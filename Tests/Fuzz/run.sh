@@ -64,7 +64,8 @@ if [ "$BUILD" = 1 ]; then
   # Both instrumentations must be in the harness and in the library code it calls.
   for o in FoneAIFuzz.build/RTPFuzz.swift.o FoneAIBridge.build/JSONValue.swift.o; do
     obj=$SCRATCH/debug/$o
-    if ! objdump -h "$obj" | grep -q sancov || ! nm "$obj" | grep -q __asan_; then
+    sections=$(objdump -h "$obj") symbols=$(nm "$obj")
+    if ! grep -q sancov <<<"$sections" || ! grep -q __asan_ <<<"$symbols"; then
       echo "run.sh: $obj lacks coverage (sancov) or ASan instrumentation: the fuzz build is broken" >&2
       exit 1
     fi
@@ -92,7 +93,7 @@ fi
 max_len() {
   case "$1" in
     rtp) echo 1500 ;;
-    control) echo 2048 ;;
+    control) echo 1024 ;;
     *) echo 8192 ;;
   esac
 }
