@@ -1,6 +1,14 @@
 import FoneAIBridge
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Datagrams as they arrive on the RTP socket: parse, then decode the payload exactly as
 /// `RTPSocket` and `CallMedia` do, in every inbound format, with and without `swap16`.
 enum RTPFuzz {
@@ -47,24 +55,28 @@ enum RTPFuzz {
                 }
                 fuzzCheck(pcm.readableBytes == expected,
                           "\(format) swap16=\(swap16): \(payload.count) payload bytes gave \(pcm.readableBytes) PCM bytes, expected \(expected)")
-                pcm.withUnsafeReadableBytes { out in
-                    switch format {
-                    case .slin16, .slin:
-                        var i = 0
-                        while i + 1 < expected {
-                            let ok = swap16 ? (out[i] == payload[i + 1] && out[i + 1] == payload[i])
-                                            : (out[i] == payload[i] && out[i + 1] == payload[i + 1])
-                            fuzzCheck(ok, "\(format) swap16=\(swap16): sample \(i / 2) wrong")
-                            i += 2
-                        }
-                    case .ulaw, .alaw:
-                        for i in 0..<payload.count {
-                            let sample = format == .ulaw ? G711.ulawDecode(payload[i]) : G711.alawDecode(payload[i])
-                            let got = Int16(bitPattern: UInt16(out[2 * i]) | UInt16(out[2 * i + 1]) << 8)
-                            fuzzCheck(got == sample, "\(format): sample \(i) is \(got), expected \(sample)")
-                        }
+                // Reference decoding, byte by byte.
+                var expectedBytes = [UInt8]()
+                expectedBytes.reserveCapacity(expected)
+                switch format {
+                case .slin16, .slin:
+                    var i = 0
+                    while i + 1 < payload.count {
+                        expectedBytes.append(payload[swap16 ? i + 1 : i])
+                        expectedBytes.append(payload[swap16 ? i : i + 1])
+                        i += 2
+                    }
+                case .ulaw, .alaw:
+                    for byte in payload {
+                        let sample = UInt16(bitPattern: format == .ulaw ? G711.ulawDecode(byte) : G711.alawDecode(byte))
+                        expectedBytes.append(UInt8(truncatingIfNeeded: sample))
+                        expectedBytes.append(UInt8(truncatingIfNeeded: sample >> 8))
                     }
                 }
+                let same = pcm.withUnsafeReadableBytes { out in
+                    expectedBytes.withUnsafeBytes { ref in out.count == ref.count && (ref.isEmpty || memcmp(out.baseAddress!, ref.baseAddress!, ref.count) == 0) }
+                }
+                fuzzCheck(same, "\(format) swap16=\(swap16): wrong samples")
                 // The ByteBuffer overload (not consumed) gives the same bytes.
                 var viaBuffer = allocator.buffer(capacity: 0)
                 InboundDecoder.appendPCM16LE(payload: payloadBuffer!, format: format, swap16: swap16, to: &viaBuffer)

@@ -167,6 +167,8 @@ reqs = [
     '{"v":1,"id":9,"cmd":"reload"}',
     '{"v":2,"id":10,"cmd":"status"}',
     '{"v":1,"id":11,"cmd":"frobnicate"}',
+    # Crashed the daemon before timeouts over 1e9 s were rejected (Int64 milliseconds overflow).
+    '{"v":1,"id":12,"cmd":"drain","args":{"wait":true,"timeoutSeconds":1e300}}',
 ]
 for i, r in enumerate(reqs):
     write("control", "request-%02d" % i, r + "\n")

@@ -62,8 +62,9 @@ if [ "$BUILD" = 1 ]; then
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFONEAI_LIBFUZZER --product FoneAIFuzz
   echo "fuzz: build took $(( $(date +%s) - start )) s"
   # Both instrumentations must be in the harness and in the library code it calls.
-  for o in FoneAIFuzz.build/RTPFuzz.swift.o FoneAIBridge.build/JSONValue.swift.o; do
-    obj=$SCRATCH/debug/$o
+  for module in FoneAIFuzz FoneAIBridge FoneAIControl; do
+    objs=("$SCRATCH"/debug/$module.build/*.swift.o)
+    obj=${objs[0]}
     sections=$(objdump -h "$obj") symbols=$(nm "$obj")
     if ! grep -q sancov <<<"$sections" || ! grep -q __asan_ <<<"$symbols"; then
       echo "run.sh: $obj lacks coverage (sancov) or ASan instrumentation: the fuzz build is broken" >&2
@@ -93,7 +94,7 @@ fi
 max_len() {
   case "$1" in
     rtp) echo 1500 ;;
-    control) echo 1024 ;;
+    control) echo 600 ;;
     *) echo 8192 ;;
   esac
 }
