@@ -155,4 +155,37 @@ extension PlayoutBuffer {
         }
         #expect(appended == b.playedSamples + b.droppedSamples + b.depthSamples)
     }
+
+    @Test func ringGrowsOnDemandAndKeepsOrderAcrossTheWrap() {
+        // 10 s at 8 kHz may be queued, but the ring starts small.
+        var b = PlayoutBuffer(capacitySamples: 80000)
+        #expect(b.storage.count == PlayoutBuffer.initialRingSamples)
+        var next: Int16 = 0
+        var expected: Int16 = 0
+        // Wrap the small ring first, then grow it while its contents straddle the end.
+        for _ in 0..<3 {
+            b.append((0..<1500).map { _ in defer { next &+= 1 }; return next })
+            for _ in 0..<9 {
+                let frame = b.pop(160)!
+                for v in frame { #expect(v == expected); expected &+= 1 }
+            }
+        }
+        b.append((0..<20000).map { _ in defer { next &+= 1 }; return next })
+        #expect(b.storage.count > PlayoutBuffer.initialRingSamples && b.storage.count <= 80000)
+        while let frame = b.pop(160) {
+            for v in frame.prefix(Int(next) - Int(expected)) { #expect(v == expected); expected &+= 1 }
+        }
+        #expect(expected == next && b.droppedSamples == 0)
+    }
+
+    @Test func ringNeverGrowsBeyondTheCapacity() {
+        var b = PlayoutBuffer(capacitySamples: 3000)
+        b.append([Int16](repeating: 1, count: 2500))
+        b.append([Int16](repeating: 2, count: 2500))
+        #expect(b.storage.count == 3000)
+        #expect(b.depthSamples == 3000 && b.droppedSamples == 2000)
+        #expect(b.pop(500) == [Int16](repeating: 1, count: 500))
+        #expect(b.pop(160) == [Int16](repeating: 2, count: 160))
+    }
 }
+

@@ -36,8 +36,12 @@ public struct PlayoutBuffer: Sendable {
     public init(capacitySamples: Int) {
         precondition(capacitySamples > 0, "capacity must be positive")
         capacity = capacitySamples
-        storage = [Int16](repeating: 0, count: capacitySamples)
+        storage = [Int16](repeating: 0, count: min(capacitySamples, Self.initialRingSamples))
     }
+
+    /// The ring starts this small and doubles as needed up to `capacity`: a call rarely queues
+    /// more than a few seconds, and a full 10 s ring per call would be most of its memory.
+    static let initialRingSamples = 2048
 
     /// Capacity `maxBufferedMs` of audio at `sampleRate` (e.g. 10000 ms at 8000 Hz = 80000 samples).
     /// Same as `init(capacitySamples:)`; a capacity below 1 is raised to 1.
@@ -71,19 +75,35 @@ public struct PlayoutBuffer: Sendable {
         }
         let overflow = count + input.count - capacity
         if overflow > 0 { dropQueued(overflow) }
+        if count + input.count > storage.count { grow(toHold: count + input.count) }
+        let ring = storage.count
         storage.withUnsafeMutableBufferPointer { buf in
-            var tail = (head + count) % capacity
+            var tail = (head + count) % ring
             var remaining = input[...]
             while !remaining.isEmpty {
-                let n = min(remaining.count, capacity - tail)
+                let n = min(remaining.count, ring - tail)
                 let chunk = remaining.prefix(n)
                 _ = UnsafeMutableBufferPointer(rebasing: buf[tail..<(tail + n)]).initialize(fromContentsOf: chunk)
                 remaining = remaining.dropFirst(n)
-                tail = (tail + n) % capacity
+                tail = (tail + n) % ring
             }
         }
         count += input.count
         writtenTotal += UInt64(input.count)
+    }
+
+    /// Doubles the ring (at most to `capacity`) and moves the queued samples to its start.
+    mutating func grow(toHold needed: Int) {
+        var size = storage.count
+        while size < needed { size *= 2 }
+        size = min(size, capacity)
+        var bigger = [Int16](repeating: 0, count: size)
+        let ring = storage.count
+        storage.withUnsafeBufferPointer { old in
+            for i in 0..<count { bigger[i] = old[(head + i) % ring] }
+        }
+        storage = bigger
+        head = 0
     }
 
     public mutating func append(_ samples: [Int16]) {
@@ -94,7 +114,7 @@ public struct PlayoutBuffer: Sendable {
     mutating func dropQueued(_ n: Int) {
         let n = min(n, count)
         guard n > 0 else { return }
-        head = (head + n) % capacity
+        head = (head + n) % storage.count
         count -= n
         consumedTotal += UInt64(n)
         droppedSamples += n
@@ -112,13 +132,14 @@ public struct PlayoutBuffer: Sendable {
         precondition(out.count >= frameCount, "output buffer too small")
         guard count > 0, frameCount > 0 else { return false }
         let n = min(frameCount, count)
+        let ring = storage.count
         storage.withUnsafeBufferPointer { buf in
-            let first = min(n, capacity - head)
+            let first = min(n, ring - head)
             for i in 0..<first { out[i] = buf[head + i] }
             for i in first..<n { out[i] = buf[i - first] }
         }
         for i in n..<frameCount { out[i] = 0 }
-        head = (head + n) % capacity
+        head = (head + n) % ring
         count -= n
         consumedTotal += UInt64(n)
         playedSamples += n
