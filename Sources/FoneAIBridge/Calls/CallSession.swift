@@ -167,7 +167,7 @@ public actor CallSession {
         // calls keep talking to the AI until they end.
         aiTask = Task.detached {
             await client.run(call: info, outbound: outbound,
-                             onAudio: { media.playout.enqueue($0, sampleRate: $1 ?? rate.value) },
+                             onAudio: { media.enqueueAudio($0, sampleRate: $1 ?? rate.value) },
                              onEvent: { await self.handleAI($0) })
         }
     }
@@ -275,7 +275,7 @@ public actor CallSession {
             for mark in media.playout.clear() { aiOutbound.send(.mark(mark)) }
             webSocketMedia?.flushAsterisk()
         case .mark(let name):
-            media.playout.addMark(name)
+            media.addMark(name)
         case .setVariables(let variables):
             let ari = environment.ari
             let channel = caller.id

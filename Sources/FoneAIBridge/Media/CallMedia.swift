@@ -21,7 +21,7 @@ public struct RTPMediaSettings: Sendable, Equatable {
 /// One call's RTP media leg: RTP from Asterisk to the AI, AI audio paced back to Asterisk.
 ///
 /// Inbound runs on the shared RTP socket's event loop; AI audio arrives on the AI session's task;
-/// the pacer runs on the RTP event loop. The only locks are this call's own.
+/// the socket's `RTPPacer` sends it on the RTP event loop. The only locks are this call's own.
 public final class CallMedia: MediaLeg {
     let settings: RTPMediaSettings
     public let playout: PlayoutQueue
@@ -33,10 +33,9 @@ public final class CallMedia: MediaLeg {
     private let outPackets = Atomic<UInt64>(0)
     private let droppedPackets = Atomic<UInt64>(0)
     private let pacerStopped = Atomic<Bool>(false)
-    private let pacerStarted = Atomic<Bool>(false)
     private let rtp: Mutex<RTPState>
-
-    static let frameMs = 20
+    /// Where to wake the pacer when the playout queue un-parks; nil until playout starts.
+    private let pacer = Mutex<(loop: any EventLoop, pacer: NIOLoopBound<RTPPacer>)?>(nil)
 
     struct RTPState {
         var sequence = UInt16.random(in: .min ... .max)
@@ -53,7 +52,7 @@ public final class CallMedia: MediaLeg {
         self.toAI = toAI
         self.onMarkReached = onMarkReached
         encoder = OutboundEncoder(payloadType: settings.outboundPayloadType)
-        playout = PlayoutQueue(outputRate: encoder.sampleRate, frameMs: Self.frameMs,
+        playout = PlayoutQueue(outputRate: encoder.sampleRate, frameMs: Int(RTPPacer.frameMs),
                                maxBufferedMs: settings.maxBufferedAudioMs, aiSampleRate: aiSampleRate)
         rtp = Mutex(RTPState())
     }
@@ -63,7 +62,8 @@ public final class CallMedia: MediaLeg {
     public var packetsIn: UInt64 { inPackets.load(ordering: .relaxed) }
     public var packetsOut: UInt64 { outPackets.load(ordering: .relaxed) }
     public var packetsDropped: UInt64 { droppedPackets.load(ordering: .relaxed) }
-    public var isPacing: Bool { pacerStarted.load(ordering: .relaxed) && !pacerStopped.load(ordering: .relaxed) }
+    public var isPacing: Bool { pacer.withLock { $0 != nil } && !isStopped }
+    var isStopped: Bool { pacerStopped.load(ordering: .relaxed) }
 
     // MARK: Asterisk → AI
 
@@ -86,55 +86,64 @@ public final class CallMedia: MediaLeg {
         rtp.withLock { $0.remote = remote }
     }
 
-    /// Starts sending one packet per 20 ms on the RTP socket's event loop, from a monotonic
-    /// schedule (deadlines, not delays, so there is no drift). Sending never waits for inbound RTP.
-    func startPacer(on channel: any Channel) {
-        guard !pacerStarted.exchange(true, ordering: .relaxed) else { return }
-        schedulePacerTick(channel: channel, start: NIODeadline.now(), tick: 1)
+    public func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int) {
+        if playout.enqueue(pcm, sampleRate: sampleRate) { wakePacer() }
+    }
+
+    public func addMark(_ name: String) {
+        if playout.addMark(name) { wakePacer() }
+    }
+
+    private func wakePacer() {
+        // Before playout starts there is no pacer yet; starting it plays what is queued.
+        guard let (loop, pacer) = pacer.withLock({ $0 }) else { return }
+        loop.execute { pacer.value.wake(self) }
+    }
+
+    /// Hands the call to the socket's pacer (on its event loop).
+    func startPlayout(loop: any EventLoop, pacer: NIOLoopBound<RTPPacer>) {
+        self.pacer.withLock { $0 = (loop, pacer) }
+        loop.execute { pacer.value.start(self) }
     }
 
     public func stopPacer() {
         pacerStopped.store(true, ordering: .relaxed)
     }
 
-    private func schedulePacerTick(channel: any Channel, start: NIODeadline, tick: Int64) {
-        let period = Int64(Self.frameMs) * 1_000_000
-        channel.eventLoop.scheduleTask(deadline: start + .nanoseconds(period * tick)) { [self] in
-            guard !pacerStopped.load(ordering: .relaxed) else { return }
-            var next = tick + 1
-            // After a stall (loop busy, machine suspended) skip the missed slots instead of
-            // bursting: Asterisk has no jitter buffer and would play a burst as extra delay.
-            let elapsed = (NIODeadline.now() - start).nanoseconds
-            if elapsed > period * (tick + 2) {
-                next = elapsed / period + 1
-            }
-            if next - 1 > tick {
-                let skipped = UInt32(truncatingIfNeeded: Int(next - 1 - tick) * settings.timestampIncrement)
-                rtp.withLock { $0.timestamp &+= skipped }
-                playout.skipSlot()
-            }
-            sendNextPacket(channel: channel)
-            schedulePacerTick(channel: channel, start: start, tick: next)
-        }
+    /// Slots that passed without a packet (the loop stalled): the RTP clock still advances, so
+    /// the gap shows as a gap, and the next packet starts a talkspurt.
+    func skipSlots(_ slots: Int) {
+        guard slots > 0 else { return }
+        rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
+        playout.skipSlot()
     }
 
-    private func sendNextPacket(channel: any Channel) {
-        let (packet, marks) = playout.tick { frame, startsTalkspurt in
-            rtp.withLock { rtp -> AddressedEnvelope<ByteBuffer>? in
-                guard let remote = rtp.remote else { return nil }
-                var buffer = channel.allocator.buffer(capacity: 12 + frame.count * 2)
+    /// The queue was parked `ms` past its next slot: advance the RTP clock by the slots that passed.
+    func resumeClock(afterMs ms: Int64, frameMs: Int64) {
+        guard ms >= frameMs else { return }
+        let slots = Int(ms / frameMs)
+        rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
+    }
+
+    /// One slot on the pacer's grid: writes this call's packet (not flushed) into `packet`,
+    /// reusing its storage. Runs on the RTP event loop.
+    func playSlot(late: Bool, into packet: inout ByteBuffer, channel: any Channel) -> PlayoutQueue.Take<Bool> {
+        let (taken, marks) = playout.take(late: late) { frame, startsTalkspurt -> Bool in
+            rtp.withLock { rtp -> Bool in
+                // The RTP clock advances every slot, sent or not.
+                defer { rtp.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement) }
+                guard let remote = rtp.remote else { return false }
+                packet.clear()
                 RTPPacket.writeHeader(payloadType: UInt8(settings.outboundPayloadType), marker: startsTalkspurt,
-                                      sequence: rtp.sequence, timestamp: rtp.timestamp, ssrc: rtp.ssrc, into: &buffer)
-                encoder.encode(frame, into: &buffer)
+                                      sequence: rtp.sequence, timestamp: rtp.timestamp, ssrc: rtp.ssrc, into: &packet)
+                encoder.encode(frame, into: &packet)
                 rtp.sequence &+= 1
-                return AddressedEnvelope(remoteAddress: remote, data: buffer)
+                channel.write(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+                return true
             }
         }
-        // The RTP clock advances every slot, sent or not, so a gap shows as a gap.
-        rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: settings.timestampIncrement) }
         for mark in marks { onMarkReached(mark) }
-        guard let packet = packet ?? nil else { return }
-        outPackets.wrappingAdd(1, ordering: .relaxed)
-        channel.writeAndFlush(packet, promise: nil)
+        if case .sent(true) = taken { outPackets.wrappingAdd(1, ordering: .relaxed) }
+        return taken
     }
 }

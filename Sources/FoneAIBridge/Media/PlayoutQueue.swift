@@ -2,13 +2,15 @@ import NIOCore
 import Synchronization
 
 /// AI audio waiting to be played to the caller: resampled to the leg's output rate, bounded,
-/// with marks, and handed out one 20 ms frame per pacer tick. Shared by the RTP and WebSocket
+/// with marks, and handed out one 20 ms frame per pacer slot. Shared by the RTP and WebSocket
 /// media legs; its lock is this call's own.
+///
+/// Audio goes out as soon as a whole frame is queued: there is no prebuffer, so the bridge adds
+/// only the resampler's filter delay (about 2 ms) and the wait for the call's next 20 ms slot.
+/// When a slot finds less than a frame, the pacer waits a little for late audio (`take(late:)`)
+/// before padding or ending the burst. With nothing queued or owed the queue *parks*: the pacer
+/// stops visiting it and the next `enqueue` or `addMark` says so, so the pacer can be woken.
 public final class PlayoutQueue: Sendable {
-    /// A talkspurt starts once this many frames are queued (or after as many ticks of waiting):
-    /// AI audio arrives with jitter and the resampler holds back a few samples, so starting on
-    /// the first partial frame would pad nearly every packet with zeros.
-    static let prebufferFrames = 2
     /// Silent frames sent after a burst, so Asterisk lets go of its last ~10 ms now.
     static let silentTailFrames = 2
 
@@ -20,10 +22,14 @@ public final class PlayoutQueue: Sendable {
         var playout: PlayoutBuffer
         var resampler: Resampler
         var aiSampleRate: Int
+        /// Whether the resampler's delay has been queued as leading silence. The resampler only
+        /// outputs samples whose whole filter support it has seen; with that delay in front, each
+        /// 20 ms of AI audio completes exactly one frame instead of ending ~2 ms short of one.
+        var primed = false
+        var parked = true
         var silentTail = 0
+        var inSilentTail = false
         var startsTalkspurt = true
-        var talking = false
-        var prebufferTicks = 0
         var frame: [Int16]
         var decoded: [Int16] = []
         var resampled: [Int16] = []
@@ -37,30 +43,57 @@ public final class PlayoutQueue: Sendable {
                             frame: Array(repeating: 0, count: outputRate * frameMs / 1000)))
     }
 
-    /// Queues AI audio (PCM16LE at `sampleRate`).
-    public func enqueue(_ pcm: ByteBuffer, sampleRate: Int) {
+    /// Queues AI audio (PCM16LE at `sampleRate`). Returns true when the queue was parked: the
+    /// caller must wake the pacer.
+    @discardableResult
+    public func enqueue(_ pcm: ByteBuffer, sampleRate: Int) -> Bool {
         state.withLock { state in
             if sampleRate != state.aiSampleRate {
                 state.aiSampleRate = sampleRate
                 state.resampler = Resampler(from: sampleRate, to: outputRate)
+                state.primed = false
+            }
+            if !state.primed {
+                state.primed = true
+                let delay = state.resampler.latencyInputSamples * outputRate / sampleRate
+                state.resampled.removeAll(keepingCapacity: true)
+                state.resampled.append(contentsOf: repeatElement(0, count: delay))
+                state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
             }
             PCM16.appendLittleEndian(pcm.readableBytesView, to: &state.decoded)
             state.resampled.removeAll(keepingCapacity: true)
             state.decoded.withUnsafeBufferPointer { state.resampler.process($0, into: &state.resampled) }
             state.decoded.removeAll(keepingCapacity: true)
             state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
+            return Self.unpark(&state)
         }
     }
 
-    public func addMark(_ name: String) {
-        state.withLock { $0.playout.appendMark(name) }
+    /// Adds a mark after the audio queued now. Returns true when the pacer must be woken (to
+    /// report the mark once everything before it has played).
+    @discardableResult
+    public func addMark(_ name: String) -> Bool {
+        state.withLock { state in
+            state.playout.appendMark(name)
+            return Self.unpark(&state)
+        }
+    }
+
+    private static func unpark(_ state: inout State) -> Bool {
+        guard state.parked else { return false }
+        state.parked = false
+        return true
     }
 
     /// Barge-in: drops queued audio; returns the marks that will now never be reached.
     public func clear() -> [String] {
         state.withLock { state in
-            state.talking = false
-            state.prebufferTicks = 0
+            // The resampler still holds the start of the dropped audio.
+            state.resampler.reset()
+            state.primed = false
+            state.silentTail = 0
+            state.inSilentTail = false
+            state.startsTalkspurt = true
             return state.playout.clear()
         }
     }
@@ -75,36 +108,49 @@ public final class PlayoutQueue: Sendable {
         state.withLock { $0.startsTalkspurt = true }
     }
 
+    public enum Take<R: Sendable>: Sendable {
+        /// `emit` was called with this slot's frame.
+        case sent(R)
+        /// Less than a frame is queued, or a burst has just run dry: ask again shortly (with
+        /// `late: true` once the slot's grace is over).
+        case wait
+        /// Nothing to send and nothing owed; the queue is parked until `enqueue` or `addMark`.
+        case parked
+    }
+
     /// One 20 ms slot. `emit` gets the frame to send (audio, or silence after a burst) and whether
-    /// it starts a talkspurt; it is not called when there is nothing to send. Also returns the
-    /// marks playback has now reached.
-    public func tick<R: Sendable>(_ emit: (UnsafeBufferPointer<Int16>, _ startsTalkspurt: Bool) -> R) -> (R?, [String]) {
+    /// it starts a talkspurt. `late`: the slot's grace for late audio is over, so a partial frame
+    /// is sent padded with silence and a burst that ran dry is over. Also returns the marks
+    /// playback has now reached.
+    public func take<R: Sendable>(late: Bool, _ emit: (UnsafeBufferPointer<Int16>, _ startsTalkspurt: Bool) -> R) -> (Take<R>, [String]) {
         state.withLock { state in
             let count = state.frame.count
-            if !state.talking && state.playout.depthSamples > 0 {
-                state.prebufferTicks += 1
-                if state.playout.depthSamples >= count * Self.prebufferFrames || state.prebufferTicks > Self.prebufferFrames {
-                    state.talking = true
-                    state.prebufferTicks = 0
-                }
-            }
-            let hadAudio = state.talking && state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
-            let marks = state.playout.hasPendingMarks ? state.playout.takeReachedMarks() : []
-            if hadAudio {
+            let depth = state.playout.depthSamples
+            if depth >= count || (depth > 0 && late) {
+                _ = state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
                 state.silentTail = Self.silentTailFrames
+                state.inSilentTail = false
+            } else if depth > 0 || (state.silentTail > 0 && !state.inSilentTail && !late) {
+                return (.wait, Self.reachedMarks(&state))
             } else if state.silentTail > 0 {
-                state.talking = false
+                state.inSilentTail = true
                 state.silentTail -= 1
                 state.frame.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             } else {
-                state.talking = false
+                state.parked = true
+                state.inSilentTail = false
                 state.startsTalkspurt = true
-                return (nil, marks)
+                return (.parked, Self.reachedMarks(&state))
             }
             let starts = state.startsTalkspurt
             state.startsTalkspurt = false
-            return (state.frame.withUnsafeBufferPointer { emit($0, starts) }, marks)
+            let result = state.frame.withUnsafeBufferPointer { emit($0, starts) }
+            return (.sent(result), Self.reachedMarks(&state))
         }
+    }
+
+    private static func reachedMarks(_ state: inout State) -> [String] {
+        state.playout.hasPendingMarks ? state.playout.takeReachedMarks() : []
     }
 }
 
@@ -116,4 +162,8 @@ public protocol MediaLeg: Sendable {
     var packetsDropped: UInt64 { get }
     /// Whether queued audio is actually being played (the pacer runs and has not been stopped).
     var isPacing: Bool { get }
+    /// Queues AI audio (PCM16LE at `sampleRate`) for the caller.
+    func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int)
+    /// Adds a mark after the audio queued now.
+    func addMark(_ name: String)
 }

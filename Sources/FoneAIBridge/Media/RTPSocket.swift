@@ -14,12 +14,14 @@ public struct RTPSocketCounters: Sendable, Equatable {
 public final class RTPSocket: Sendable {
     public let channel: any Channel
     private let demux: NIOLoopBound<RTPDemuxHandler>
+    private let pacer: NIOLoopBound<RTPPacer>
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    private init(channel: any Channel, demux: NIOLoopBound<RTPDemuxHandler>) {
+    private init(channel: any Channel, demux: NIOLoopBound<RTPDemuxHandler>, pacer: NIOLoopBound<RTPPacer>) {
         self.channel = channel
         self.demux = demux
+        self.pacer = pacer
     }
 
     /// Vector reads batch syscalls; the fixed allocator keeps them from truncating datagrams.
@@ -39,7 +41,8 @@ public final class RTPSocket: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        return RTPSocket(channel: channel, demux: handler)
+        let pacer = try await loop.submit { NIOLoopBound(RTPPacer(channel: channel), eventLoop: loop) }.get()
+        return RTPSocket(channel: channel, demux: handler, pacer: pacer)
     }
 
     /// Routes packets from `remote` (Asterisk's RTP socket for this call) to `media`.
@@ -52,15 +55,15 @@ public final class RTPSocket: Sendable {
 
     /// Starts pacing the call's queued AI audio out to Asterisk.
     public func startPlayout(_ media: CallMedia) {
-        let channel = self.channel
-        channel.eventLoop.execute { media.startPacer(on: channel) }
+        media.startPlayout(loop: channel.eventLoop, pacer: pacer)
     }
 
     public func detach(_ media: CallMedia) async {
         media.stopPacer()
-        guard let remote = media.remote else { return }
-        try? await channel.eventLoop.submit { [demux] in
-            if demux.value.routes[remote] === media { demux.value.routes[remote] = nil }
+        let remote = media.remote
+        try? await channel.eventLoop.submit { [demux, pacer] in
+            pacer.value.stop(media)
+            if let remote, demux.value.routes[remote] === media { demux.value.routes[remote] = nil }
         }.get()
     }
 

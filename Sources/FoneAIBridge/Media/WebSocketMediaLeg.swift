@@ -40,6 +40,15 @@ public final class WebSocketMediaLeg: MediaLeg {
     public var packetsDropped: UInt64 { droppedFrames.load(ordering: .relaxed) }
     public var isPacing: Bool { pacing.load(ordering: .relaxed) }
 
+    /// The pace loop visits the queue every slot, so there is nothing to wake.
+    public func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int) {
+        playout.enqueue(pcm, sampleRate: sampleRate)
+    }
+
+    public func addMark(_ name: String) {
+        playout.addMark(name)
+    }
+
     /// Starts playing queued AI audio (once the channel is bridged).
     public func beginPlayout() {
         startPacing.yield()
@@ -106,21 +115,29 @@ public final class WebSocketMediaLeg: MediaLeg {
         defer { pacing.store(false, ordering: .relaxed) }
         let clock = ContinuousClock()
         var deadline = clock.now
+        // A slot that found less than a frame gives late audio one more slot before padding.
+        var waited = false
         while !Task.isCancelled {
             deadline += .milliseconds(Self.frameMs)
             try await Task.sleep(until: deadline, clock: clock)
             if clock.now - deadline > .milliseconds(Self.frameMs * 2) { deadline = clock.now }
             guard !pausedByAsterisk.load(ordering: .relaxed) else { continue }
-            let (frame, marks) = playout.tick { samples, _ -> ByteBuffer in
+            let (taken, marks) = playout.take(late: waited) { samples, _ -> ByteBuffer in
                 var buffer = ByteBuffer()
                 buffer.reserveCapacity(samples.count * 2)
                 PCM16.writeLittleEndian(samples, to: &buffer)
                 return buffer
             }
             for mark in marks { onMarkReached(mark) }
-            if let frame {
+            waited = false
+            switch taken {
+            case .sent(let frame):
                 try await writer.write(.binary(frame))
                 outFrames.wrappingAdd(1, ordering: .relaxed)
+            case .wait:
+                waited = true
+            case .parked:
+                break
             }
         }
     }
