@@ -187,7 +187,7 @@ public actor BridgeDaemon: Service {
                 do {
                     _ = try await reconciler.run()
                 } catch {
-                    await self.logger.warning("Cannot reconcile with Asterisk after connecting", metadata: ["error": "\(error)"])
+                    self.logger.warning("Cannot reconcile with Asterisk after connecting", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -264,7 +264,8 @@ public actor BridgeDaemon: Service {
         let endpoint = ARIEndpoint(url: config.ari.url, username: config.ari.username, password: config.ari.password, appName: config.ari.appName)
         let ai = AISessionSettings(url: config.ai.serverUrl, tls: Self.tls(caFile: config.ai.caFile),
                                    connectTimeout: .milliseconds(config.ai.connectTimeoutMs), connectAttempts: config.ai.connectAttempts,
-                                   dialect: AIProtocol(rawValue: config.ai.protocol) ?? .native)
+                                   dialect: AIProtocol(rawValue: config.ai.protocol) ?? .native,
+                                   eventLoopGroup: Self.aiEventLoops)
         let media = RTPMediaSettings(inboundFormat: config.rtpServer.format, swap16: config.rtpServer.swap16,
                                      outboundPayloadType: config.asterisk.rtpPayloadType,
                                      timestampIncrement: config.asterisk.packetTimestampIncrement,
@@ -274,6 +275,10 @@ public actor BridgeDaemon: Service {
                                externalHost: config.rtpServer.hostAndPort, idPrefix: config.calls.idPrefix,
                                playoutOnEnd: .milliseconds(config.ai.playoutOnEndMs), counters: counters, logger: logger)
     }
+
+    /// The AI sessions' own threads (all cores but one), so the RTP socket's event loop, which
+    /// receives every call's RTP and paces every call's playout, never waits behind AI frames.
+    static let aiEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount - 1))
 
     static func tls(caFile: String?) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
