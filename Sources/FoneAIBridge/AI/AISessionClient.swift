@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Synchronization
 import WSClient
@@ -47,10 +48,14 @@ public struct AISessionSettings: Sendable {
     public var connectAttempts: Int
     public var maxFrameBytes: Int
     public var dialect: AIProtocol
+    /// Where the sessions' sockets and tasks run (one event loop per session).
+    public var eventLoopGroup: any EventLoopGroup
 
     public init(url: String, tls: TLSConfiguration?, connectTimeout: Duration, connectAttempts: Int,
-                dialect: AIProtocol = .native, maxFrameBytes: Int = 1 << 20) {
+                dialect: AIProtocol = .native, maxFrameBytes: Int = 1 << 20,
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.url = url
+        self.eventLoopGroup = eventLoopGroup
         self.dialect = dialect
         self.tls = tls
         self.connectTimeout = connectTimeout
@@ -108,10 +113,13 @@ public struct AISessionClient: Sendable {
         let maxFrame = settings.maxFrameBytes
         let configuration = WebSocketClientConfiguration(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: .seconds(15)))
         let dialect = settings.dialect.makeDialect(call: call)
-        let socketTask = Task {
+        // The socket and every task of the session share one event loop (see EventLoopTaskExecutor).
+        let loop = settings.eventLoopGroup.next()
+        let socketTask = Task(executorPreference: EventLoopTaskExecutor(eventLoop: loop)) {
             do {
                 try await WebSocketClient.connect(url: settings.url, configuration: configuration,
-                                                  tlsConfiguration: settings.tls, logger: logger) { inbound, writer, _ in
+                                                  tlsConfiguration: settings.tls, eventLoopGroup: loop,
+                                                  logger: logger) { inbound, writer, _ in
                     signal.yield(.connected)
                     for text in dialect.openingMessages(for: call) { try await writer.write(.text(text)) }
                     // Encoding and writing happen as one step under `turn`: a dialect that numbers its
