@@ -3,8 +3,8 @@ import NIOCore
 /// Paces every call's AI audio out of the shared RTP socket: one 20 ms packet per call per slot,
 /// from one timer on the socket's event loop.
 ///
-/// Each call's slots sit on a fixed 1 ms grid anchored where its burst started (so the first
-/// packet of a burst leaves at once and a burst does not drift). Calls wait in a timing wheel of
+/// Each call's slots sit on a fixed 20 ms grid (in whole milliseconds) anchored just after its
+/// burst's first audio arrived, so a burst neither waits for a free-running clock nor drifts. Calls wait in a timing wheel of
 /// 1 ms buckets; one timer wakes the loop for the next non-empty bucket, every packet due is
 /// written, and one flush hands them all to the kernel in a single `sendmmsg`. A call with
 /// nothing to play leaves the wheel (an idle daemon has no timer at all) until its playout
@@ -15,6 +15,10 @@ final class RTPPacer {
     /// almost a whole slot, because audio that misses its slot plays one slot later and, from a
     /// source that streams in real time, every frame after it waits that extra slot too.
     static let graceMs: Int64 = frameMs - 1
+    /// A burst's grid starts this long after its first audio arrived (0–1 ms, as the grid is in
+    /// whole milliseconds), so the next frames, arriving with the AI's jitter, still find their
+    /// slot due rather than just passed and keep the 20 ms spacing.
+    static let leadMs: Int64 = 1
     /// Buckets in the wheel: a power of two above the farthest anything is scheduled ahead (one slot).
     static let wheelSize = 64
 
@@ -54,7 +58,7 @@ final class RTPPacer {
 
     var activeCalls: Int { calls.count }
 
-    /// Starts playing the call's queue (audio queued before now goes out at once).
+    /// Starts playing the call's queue (audio queued before now goes out in the first slot).
     func start(_ media: CallMedia) {
         let key = ObjectIdentifier(media)
         guard calls[key] == nil, !media.isStopped else { return }
@@ -76,12 +80,12 @@ final class RTPPacer {
         call.stopped = true
     }
 
-    /// A burst starts now: the first slot is this millisecond.
+    /// A burst starts: its first slot is `leadMs` from now.
     private func kick(_ call: PacedCall) {
-        let now = Self.nowMs()
-        call.media.resumeClock(afterMs: now - call.dueMs, frameMs: Self.frameMs)
-        call.dueMs = now
-        if run(call, atMs: now) { channel.flush() }
+        let first = Self.nowMs() + Self.leadMs
+        call.media.resumeClock(afterMs: first - call.dueMs, frameMs: Self.frameMs)
+        call.dueMs = first
+        schedule(call, atMs: first)
         armTimer()
     }
 
