@@ -127,8 +127,9 @@ final class ExternalMedia: Sendable {
         counters: SimCounterBox, learnPackets: Int, group: any EventLoopGroup
     ) async throws -> (ExternalMedia, Int) {
         let media = ExternalMedia(channelID: channelID, remote: remote, format: format, counters: counters, learnPackets: learnPackets)
+        // No SO_REUSEADDR: with it Linux may give two port-0 UDP sockets the same port, and
+        // two calls' RTP would mix before reaching the bridge.
         let channel = try await DatagramBootstrap(group: group)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 256 * 1024)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
             .channelInitializer { ch in

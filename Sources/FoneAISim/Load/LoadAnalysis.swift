@@ -11,6 +11,8 @@ struct LoadCallAnalysis {
     var toAIDuplicates = 0
     var toAIUnidentified = 0
     var toAILatencyMs: [Double] = []
+    /// Send time of each packet in `toAILatencyMs`.
+    var toAITimes: [UInt64] = []
     var firstAIFrameNanos: UInt64?
 
     // AI → caller
@@ -18,6 +20,8 @@ struct LoadCallAnalysis {
     var toCallerLost = 0
     var toCallerDuplicates = 0
     var toCallerLatencyMs: [Double] = []
+    /// AI send time of each frame in `toCallerLatencyMs`.
+    var toCallerTimes: [UInt64] = []
     var packetsHeard = 0
     var silentPackets = 0
     var misalignedPackets = 0
@@ -57,7 +61,9 @@ struct LoadCallAnalysis {
         // `slot`: fewer than `period` packets can have gone missing before it).
         let slots = aiSlot.map(Int.init)
         toAIUnidentified = slots.filter { $0 < 0 }.count
-        let (aiNumbers, aiDups, aiBack) = unwrapModulo(slots, period: period) { $0 }
+        let (aiNumbers, aiDups, aiBack) = unwrapModulo(slots, period: period, first: { $0 }) { j, slot in
+            latestMatching(sent, value: slot, period: period, limit: aiArrival[j] + slack)
+        }
         toAIDuplicates = aiDups
         toAIUnidentified += aiBack
         // Where the sequence is not +1 (for diagnosis): "index:prev→slot".
@@ -84,6 +90,7 @@ struct LoadCallAnalysis {
             toAIInWindow += 1
             if arrivalOf[n] != 0 {
                 toAILatencyMs.append(ms(arrivalOf[n], s))
+                toAITimes.append(s)
             } else {
                 toAILost += 1
             }
@@ -109,7 +116,9 @@ struct LoadCallAnalysis {
             heardTags[m] = tag
             expected = tag + 1
         }
-        let (heardNumbers, heardDups, heardBack) = unwrapModulo(heardTags, period: tags.count) { $0 }
+        let (heardNumbers, heardDups, heardBack) = unwrapModulo(heardTags, period: tags.count, first: { $0 }) { m, tag in
+            latestMatching(aiEcho, value: tag, period: tags.count, limit: heard[m].arrivalNanos + slack)
+        }
         toCallerDuplicates = heardDups
         unreadablePackets = heardBack
         var heardAt = [UInt64](repeating: 0, count: max(aiEcho.count, (heardNumbers.max() ?? -1) + 1))
@@ -126,6 +135,7 @@ struct LoadCallAnalysis {
             toCallerInWindow += 1
             if heardAt[j] != 0 {
                 toCallerLatencyMs.append(ms(heardAt[j], e))
+                toCallerTimes.append(e)
             } else {
                 toCallerLost += 1
             }

@@ -188,6 +188,24 @@ enum LoadProc {
         return out
     }
 
+    /// Context switches (voluntary, involuntary) summed over the threads of `pid`.
+    static func contextSwitches(pid: String) -> (voluntary: Int, involuntary: Int) {
+        var v = 0, n = 0
+        guard let dir = opendir("/proc/\(pid)/task") else { return (0, 0) }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard Int(name) != nil, let text = LoadFiles.read("/proc/\(pid)/task/\(name)/status") else { continue }
+            for line in text.split(separator: "\n") {
+                let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " || $0 == "\t" })
+                guard parts.count == 2, let count = Int(parts[1]) else { continue }
+                if parts[0] == "voluntary_ctxt_switches" { v += count }
+                if parts[0] == "nonvoluntary_ctxt_switches" { n += count }
+            }
+        }
+        return (v, n)
+    }
+
     /// Per-thread CPU between two `threadCPU` snapshots, grouped by thread name, in cores over
     /// `seconds`, busiest first.
     static func threadLoad(_ a: [Int: (name: String, seconds: Double)], _ b: [Int: (name: String, seconds: Double)], seconds: Double) -> [LoadResult.ThreadLoad] {

@@ -34,6 +34,8 @@ public struct LoadResult: Codable, Sendable {
         public var loadAverageAfter: Double
         /// The simulator (fake Asterisk + AI server) runs on the same machine as the daemon.
         public var simulatorSharesMachine: Bool
+        /// Scheduling priority (nice) of the simulator and the daemon (the daemon inherits it).
+        public var niceness: Int
     }
 
     public struct Parameters: Codable, Sendable {
@@ -56,6 +58,9 @@ public struct LoadResult: Codable, Sendable {
         /// Bridged, audio both ways for the whole call, still in Stasis when the caller hung up,
         /// AI session open until then.
         public var sustained: Int
+        /// Calls left out of the media figures because the simulator gave two external channels the
+        /// same RTP port (see notes).
+        public var excludedPortCollisions: Int
         public var aiSessions: Int
         /// Why calls were not sustained (first 20).
         public var failures: [String]
@@ -85,7 +90,7 @@ public struct LoadResult: Codable, Sendable {
         public var latencyMs: Percentiles
         /// The same minus each call's own lowest latency: what varies from packet to packet.
         public var latencyAboveCallFloorMs: Percentiles
-        /// Per-call lowest latency (the pacer phase + prebuffer part), across calls.
+        /// Per-call lowest latency (the part set by the call's slot grid and the resampler), across calls.
         public var callFloorMs: Percentiles
         public var packetsHeard: Int
         /// Packets of silence (the 2-frame tail after a talkspurt, or padding).
@@ -133,6 +138,9 @@ public struct LoadResult: Codable, Sendable {
         public var stopSeconds: Double
         /// Busiest threads in the window.
         public var threadLoad: [ThreadLoad]
+        /// Context switches of all the daemon's threads per second in the window.
+        public var voluntarySwitchesPerSecond: Double?
+        public var involuntarySwitchesPerSecond: Double?
     }
 
     public struct Simulator: Codable, Sendable {
@@ -150,6 +158,19 @@ public struct LoadResult: Codable, Sendable {
         public var thread: String
         /// CPU time / wall time in the window.
         public var cores: Double
+    }
+
+    public struct Second: Codable, Sendable {
+        /// Seconds since the first call was placed.
+        public var t: Int
+        /// Calls in Stasis at that second (placed and not yet hung up).
+        public var calls: Int
+        public var toAIp50: Double
+        public var toAIp99: Double
+        public var toAImax: Double
+        public var toCallerP50: Double
+        public var toCallerP99: Double
+        public var toCallerMax: Double
     }
 
     public struct CallIssue: Codable, Sendable {
@@ -192,15 +213,14 @@ public struct LoadResult: Codable, Sendable {
     public var setup: Setup
     public var daemon: Daemon
     public var simulator: Simulator
+    /// Per second of the run (from the first call): latency both ways, to see when it moved.
+    public var timeline: [Second]
     /// Calls with anything unusual (loss, unidentified frames, not sustained), at most 50.
     public var callsWithIssues: [CallIssue]
     public var daemonCounters: [String: [String: Int]]
     public var agreement: [Check]
     public var targets: [Target]
     public var allTargetsMet: Bool
-    /// The targets that depend on load (all but `LoadBenchmark.designTargets`) are met: what the
-    /// capacity search of `Tests/Bench/run.sh` looks for.
-    public var capacityTargetsMet: Bool
     public var notes: [String]
 }
 
@@ -230,7 +250,7 @@ extension LoadResult {
         lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); \(date)")
         lines.append("")
         func row(_ a: String, _ b: String) { lines.append(Self.pad(a, 34) + b) }
-        row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions))")
+        row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions)\(calls.excludedPortCollisions > 0 ? ", \(calls.excludedPortCollisions) not measured: simulator port collision" : ""))")
         row("lost caller → AI", "\(toAI.lost) of \(toAI.packetsInWindow) packets (dup \(toAI.duplicates), unidentified \(toAI.unidentified))")
         row("lost AI → caller", "\(toCaller.lost) of \(toCaller.framesInWindow) frames (dup \(toCaller.duplicates), silent \(toCaller.silentPackets), misaligned \(toCaller.misalignedPackets), unreadable \(toCaller.unreadablePackets) of \(toCaller.packetsHeard) heard)")
         row("pacing interval", "p1 \(f(pacing.intervalMs.p1, 2)) p50 \(f(pacing.intervalMs.p50, 2)) p99 \(f(pacing.intervalMs.p99, 2)) max \(f(pacing.intervalMs.max, 2)) ms; |dev| p99 \(f(pacing.absDeviationMs.p99, 2)) max \(f(pacing.absDeviationMs.max, 2)) ms")
@@ -242,6 +262,7 @@ extension LoadResult {
         row("setup StasisStart → audio at AI", "p50 \(f(setup.firstAudioAtAIMs.p50, 1)) p99 \(f(setup.firstAudioAtAIMs.p99, 1)) ms")
         row("daemon CPU", "\(f(daemon.cores * 100, 1)) % of one core (user \(f(daemon.userSeconds, 1)) s, system \(f(daemon.systemSeconds, 1)) s); \(f(daemon.cpuSecondsPerCallMinute, 3)) s per call-minute")
         row("daemon RSS", "idle \(daemon.rssIdleKB) KB, loaded \(daemon.rssLoadedKB) KB (peak \(daemon.rssPeakKB)); \(f(daemon.rssPerCallKB, 1)) KB per call; \(daemon.threads) threads")
+        row("daemon context switches", "\(f(daemon.voluntarySwitchesPerSecond ?? 0, 0))/s voluntary, \(f(daemon.involuntarySwitchesPerSecond ?? 0, 0))/s involuntary")
         row("daemon stop (SIGTERM)", "exit \(daemon.exitStatus.map(String.init) ?? "killed") after \(f(daemon.stopSeconds, 2)) s")
         row("  busiest daemon threads", daemon.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
         row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends)")

@@ -206,8 +206,12 @@ public struct EchoTags: Sendable {
 
 /// Numbers for values observed in order modulo `period`: each is the number congruent to its
 /// value that is closest to (previous + 1), looking back at most period/2 - 1 and ahead at most
-/// period/2. A number equal to the previous one is a duplicate. Values < 0 stay -1.
-func unwrapModulo(_ values: [Int], period: Int, first: (Int) -> Int) -> (numbers: [Int], duplicates: Int, backwards: Int) {
+/// period/2. A number equal to the previous one is a duplicate. When that number would go
+/// backwards (more than period/2 consecutive values were lost), `fallback(index, value)` is asked
+/// (the benchmark finds the number from timestamps); nil or still backwards: the value is skipped
+/// and counted in `backwards`. Values < 0 stay -1.
+func unwrapModulo(_ values: [Int], period: Int, first: (Int) -> Int,
+                  fallback: (Int, Int) -> Int? = { _, _ in nil }) -> (numbers: [Int], duplicates: Int, backwards: Int) {
     var out = [Int](repeating: -1, count: values.count)
     var prev: Int? = nil
     var dups = 0, back = 0
@@ -219,14 +223,31 @@ func unwrapModulo(_ values: [Int], period: Int, first: (Int) -> Int) -> (numbers
         }
         let expected = p + 1
         let delta = ((v - expected % period) % period + period) % period  // 0 ..< period
-        let n = delta <= period / 2 ? expected + delta : expected + delta - period
+        var n = delta <= period / 2 ? expected + delta : expected + delta - period
         if n == p { dups += 1 }
         if n < p {
-            back += 1
-            continue  // a misread: keep the track
+            guard let f = fallback(i, v), f > p else {
+                back += 1
+                continue  // a misread: keep the track
+            }
+            n = f
         }
         out[i] = n
         prev = n
     }
     return (out, dups, back)
+}
+
+/// The largest number `n` ≡ `value` (mod `period`) whose time `times[n]` is at most `limit`.
+func latestMatching(_ times: [UInt64], value: Int, period: Int, limit: UInt64) -> Int? {
+    // Binary search for the last index with times[index] <= limit (times are non-decreasing).
+    var lo = 0, hi = times.count
+    while lo < hi {
+        let mid = (lo + hi) / 2
+        if times[mid] <= limit { lo = mid + 1 } else { hi = mid }
+    }
+    var n = lo - 1
+    guard n >= 0 else { return nil }
+    n -= ((n - value) % period + period) % period
+    return n >= 0 ? n : nil
 }
