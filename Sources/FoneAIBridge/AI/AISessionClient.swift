@@ -215,6 +215,14 @@ final class WriteTurn: Sendable {
     }
 
     private func acquire() async {
+        // Uncontended (nearly always): take the turn without suspending, which would cost the
+        // frame a trip through the executor's queue.
+        let taken = state.withLock { state -> Bool in
+            guard !state.busy else { return false }
+            state.busy = true
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
                 if !state.busy {
