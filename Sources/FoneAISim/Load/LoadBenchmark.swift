@@ -161,6 +161,7 @@ public enum LoadBenchmark {
         let simCPUStart = LoadProc.selfCPUSeconds()
         let daemonThreadsStart = LoadProc.threadCPU(pid: "\(daemon.pid)")
         let switchesStart = LoadProc.contextSwitches(pid: "\(daemon.pid)")
+        let daemonNice = LoadProc.nice(pid: daemon.pid) ?? 0
         let simThreadsStart = LoadProc.threadCPU(pid: "self")
         let lateStart = await sim.counters.rtpLateSends
         var peakRSS = daemon.memory()?.rssKB ?? 0
@@ -329,7 +330,7 @@ public enum LoadBenchmark {
             date: LoadBenchmark.utcNow(),
             machine: .init(cpuModel: machine.model, cores: machine.cores, memoryMB: (LoadProc.memTotalKB() ?? 0) / 1024,
                            kernel: LoadProc.kernel(), loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, simulatorSharesMachine: true,
-                           niceness: Int(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))),
+                           niceness: daemonNice),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
                               bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs),

@@ -169,6 +169,13 @@ enum LoadProc {
         return (u / clockTicks, s / clockTicks)
     }
 
+    /// The nice value of `pid`'s main thread (field 19 of /proc/PID/stat).
+    static func nice(pid: pid_t) -> Int? {
+        guard let text = LoadFiles.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil
+    }
+
     /// CPU seconds per thread of `pid` ("self" for this process), keyed by thread id, with the
     /// thread's name.
     static func threadCPU(pid: String) -> [Int: (name: String, seconds: Double)] {

@@ -25,7 +25,7 @@ public enum LoadReport {
         s += "**Machine:** \(m.cores) cores (\(m.cpuModel)), \(m.memoryMB / 1024) GiB RAM, Linux \(m.kernel). "
         s += "**The simulator shares the machine:** the fake Asterisk (ARI + one UDP socket per call), the AI echo server and the measuring code run in one `foneai-sim` process on the same cores as the daemon, and use about as much CPU as the daemon itself (column *sim CPU*). "
         s += "Load average (1 min) before each run: \(runs.map { "\($0.parameters.calls) calls \(f($0.machine.loadAverageBefore, 2))" }.joined(separator: ", ")); "
-        s += "the simulator and the daemon ran at nice \(first.machine.niceness)\(first.machine.niceness < 0 ? " (ahead of other work on the machine)" : "").\n\n"
+        s += "the daemon ran at nice \(first.machine.niceness).\n\n"
         s += "Each call: the simulated caller streams a 301 Hz tone as 20 ms slin16 RTP in real time; the daemon forwards it to the AI server, which echoes every frame at once; the daemon resamples the echo to 8 kHz and paces it back as RTP. "
         s += "Calls arrive at the rate shown, all stay up for the hold time, then hang up at the same rate; the daemon is stopped with SIGTERM. "
         s += "Loss, latency and pacing exclude the first and last \(f(first.parameters.edgeSeconds, 0)) s of each call; CPU and RSS are taken while all calls are up. "

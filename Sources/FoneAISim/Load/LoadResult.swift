@@ -34,7 +34,7 @@ public struct LoadResult: Codable, Sendable {
         public var loadAverageAfter: Double
         /// The simulator (fake Asterisk + AI server) runs on the same machine as the daemon.
         public var simulatorSharesMachine: Bool
-        /// Scheduling priority (nice) of the simulator and the daemon (the daemon inherits it).
+        /// The daemon's nice value (the simulator starts it; their threads' niceness can differ).
         public var niceness: Int
     }
 
