@@ -106,4 +106,70 @@ extension PlayoutQueue {
         q.enqueue(frame(4), sampleRate: 8000)
         #expect(q.slot() == .sent([Int16](repeating: 4, count: 160), marker: true))
     }
+
+    @Test func aStalledPacerDropsWhatARealTimeSourceSentMeanwhile() {
+        // Frames 1, 2, 3 arrived while two slots passed unplayed: playing them late would keep
+        // the caller two slots behind, so the two oldest go and frame 3 plays, as a new talkspurt.
+        let q = queue()
+        q.enqueue(frame(9), sampleRate: 8000)
+        _ = q.slot()
+        for v in Int16(1)...3 { q.enqueue(frame(v), sampleRate: 8000) }
+        q.skipSlots(2)
+        #expect(q.slot() == .sent([Int16](repeating: 3, count: 160), marker: true))
+        #expect(q.droppedSamples == 320)
+    }
+
+    @Test func aStalledPacerKeepsAudioTheAISentAhead() {
+        let q = queue()
+        for v in Int16(1)...20 { q.enqueue(frame(v), sampleRate: 8000) }
+        q.skipSlots(2)
+        #expect(q.slot() == .sent([Int16](repeating: 1, count: 160), marker: true))
+        #expect(q.droppedSamples == 0)
+    }
+
+    @Test func lateAudioThatBunchedUpIsDroppedSoTheCallerStaysInTime() {
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        // Frames 2 and 3 are late: the caller hears two silent frames in their slots.
+        #expect(q.slot() == .wait)
+        #expect(q.slot(late: true) == .sent([Int16](repeating: 0, count: 160), marker: false))
+        #expect(q.slot() == .sent([Int16](repeating: 0, count: 160), marker: false))
+        q.enqueue(frame(2), sampleRate: 8000)
+        q.enqueue(frame(3), sampleRate: 8000)
+        // They come together; frame 4 is due now.
+        #expect(q.slot() == .wait)
+        #expect(q.droppedSamples == 320)
+        q.enqueue(frame(4), sampleRate: 8000)
+        #expect(q.slot() == .sent([Int16](repeating: 4, count: 160), marker: false))
+    }
+
+    @Test func aNewBurstAfterTheTailLosesNothing() {
+        // A source that sends in real time starts its next burst with one frame: kept.
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        _ = q.slot()
+        q.enqueue(frame(5), sampleRate: 8000)
+        #expect(q.slot() == .sent([Int16](repeating: 5, count: 160), marker: false))
+        // And one sent ahead arrives deep: kept.
+        _ = q.slot(late: true)
+        _ = q.slot()
+        for v in Int16(6)...15 { q.enqueue(frame(v), sampleRate: 8000) }
+        #expect(q.slot() == .sent([Int16](repeating: 6, count: 160), marker: false))
+        #expect(q.droppedSamples == 0)
+    }
+
+    @Test func marksInDroppedAudioAreReported() {
+        let q = queue()
+        q.enqueue(frame(9), sampleRate: 8000)
+        _ = q.slot()
+        q.enqueue(frame(1), sampleRate: 8000)
+        q.addMark("gone")
+        q.enqueue(frame(2), sampleRate: 8000)
+        q.skipSlots(1)
+        let (_, marks) = q.take(late: false) { _, _ in true }
+        #expect(marks == ["gone"])
+    }
 }

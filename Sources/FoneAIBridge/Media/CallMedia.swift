@@ -115,7 +115,7 @@ public final class CallMedia: MediaLeg {
     func skipSlots(_ slots: Int) {
         guard slots > 0 else { return }
         rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
-        playout.skipSlot()
+        playout.skipSlots(slots)
     }
 
     /// The queue was parked `ms` past its next slot: advance the RTP clock by the slots that passed.

@@ -29,6 +29,8 @@ public final class PlayoutQueue: Sendable {
         var parked = true
         var silentTail = 0
         var inSilentTail = false
+        /// Slots since the last audio frame that played none (silence after a burst, or stalls).
+        var missedSlots = 0
         var startsTalkspurt = true
         var frame: [Int16]
         var decoded: [Int16] = []
@@ -93,6 +95,7 @@ public final class PlayoutQueue: Sendable {
             state.primed = false
             state.silentTail = 0
             state.inSilentTail = false
+            state.missedSlots = 0
             state.startsTalkspurt = true
             return state.playout.clear()
         }
@@ -103,9 +106,30 @@ public final class PlayoutQueue: Sendable {
     public var depthMs: Int { state.withLock { $0.playout.depthSamples * 1000 / outputRate } }
     public var droppedSamples: Int { state.withLock { $0.playout.droppedSamples } }
 
-    /// A slot that passed without sending (the pacer stalled): the next packet starts a talkspurt.
-    public func skipSlot() {
-        state.withLock { $0.startsTalkspurt = true }
+    /// `slots` slots passed without sending (the pacer stalled): the next packet starts a
+    /// talkspurt, and the slots count as missed (see `catchUp`).
+    public func skipSlots(_ slots: Int) {
+        state.withLock { state in
+            state.startsTalkspurt = true
+            state.missedSlots += slots
+        }
+    }
+
+    /// Audio is back after slots that played none of it (the pacer stalled, or the audio came
+    /// too late and the caller heard silence instead). If what is queued is about what those
+    /// slots should have played, the source streams in real time and that audio bunched up:
+    /// playing it now would keep the caller that far behind for the rest of the burst, so it is
+    /// dropped (and counted). Audio the AI sent ahead (a deeper queue), or the first frame of a
+    /// new burst (a shallower one), is kept.
+    private func catchUp(_ state: inout State) {
+        let frames = state.playout.depthSamples / frameSamples
+        if frames >= state.missedSlots && frames <= state.missedSlots + 1 {
+            state.playout.dropQueued(state.missedSlots * frameSamples)
+            // Wait for the next frame (due about now) rather than ending the burst.
+            state.silentTail = max(state.silentTail, 1)
+            state.inSilentTail = false
+        }
+        state.missedSlots = 0
     }
 
     public enum Take<R: Sendable>: Sendable {
@@ -125,20 +149,24 @@ public final class PlayoutQueue: Sendable {
     public func take<R: Sendable>(late: Bool, _ emit: (UnsafeBufferPointer<Int16>, _ startsTalkspurt: Bool) -> R) -> (Take<R>, [String]) {
         state.withLock { state in
             let count = state.frame.count
+            if state.missedSlots > 0 && state.playout.depthSamples >= count { catchUp(&state) }
             let depth = state.playout.depthSamples
             if depth >= count || (depth > 0 && late) {
                 _ = state.frame.withUnsafeMutableBufferPointer { state.playout.popFrame(count: count, into: $0) }
                 state.silentTail = Self.silentTailFrames
                 state.inSilentTail = false
+                state.missedSlots = 0
             } else if depth > 0 || (state.silentTail > 0 && !state.inSilentTail && !late) {
                 return (.wait, Self.reachedMarks(&state))
             } else if state.silentTail > 0 {
                 state.inSilentTail = true
                 state.silentTail -= 1
+                state.missedSlots += 1
                 state.frame.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             } else {
                 state.parked = true
                 state.inSilentTail = false
+                state.missedSlots = 0
                 state.startsTalkspurt = true
                 return (.parked, Self.reachedMarks(&state))
             }
