@@ -276,11 +276,9 @@ public actor BridgeDaemon: Service {
                                playoutOnEnd: .milliseconds(config.ai.playoutOnEndMs), counters: counters, logger: logger)
     }
 
-    /// The AI sessions' own threads, one per core, so the RTP socket's event loop, which receives
-    /// every call's RTP and paces every call's playout, never waits behind AI frames in its queue.
-    /// (With one thread fewer, one AI thread on a 2-core machine saturated at 500 calls and AI
-    /// sessions timed out.)
-    static let aiEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    /// The AI sessions' own threads (all cores but one), so the RTP socket's event loop, which
+    /// receives every call's RTP and paces every call's playout, never waits behind AI frames.
+    static let aiEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount - 1))
 
     static func tls(caFile: String?) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
