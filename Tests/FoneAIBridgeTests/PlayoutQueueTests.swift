@@ -172,4 +172,44 @@ extension PlayoutQueue {
         let (_, marks) = q.take(late: false) { _, _ in true }
         #expect(marks == ["gone"])
     }
+
+    @Test func aStallThatOutlastsTheTailIsCaughtUpWithinTheWindow() {
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        _ = q.slot()
+        #expect(q.slot() == .parked)
+        // Four slots played none of frames 2-5 (two silent, two parked); they come at once with
+        // frame 6, which is due now.
+        q.resumeAfterParked(slots: 1)
+        for v in Int16(2)...6 { q.enqueue(frame(v), sampleRate: 8000) }
+        #expect(q.slot() == .sent([Int16](repeating: 6, count: 160), marker: true))
+        #expect(q.droppedSamples == 4 * 160)
+    }
+
+    @Test func audioAfterAPauseIsNeverDropped() {
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        _ = q.slot()
+        _ = q.slot()
+        q.resumeAfterParked(slots: 10)
+        for v in Int16(2)...14 { q.enqueue(frame(v), sampleRate: 8000) }
+        #expect(q.slot() == .sent([Int16](repeating: 2, count: 160), marker: true))
+        #expect(q.droppedSamples == 0)
+    }
+
+    @Test func aLoneFrameAfterOneSilentSlotIsKept() {
+        // It may be a late frame or the first of a new burst: both are played.
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        q.enqueue(frame(2), sampleRate: 8000)
+        #expect(q.slot() == .sent([Int16](repeating: 2, count: 160), marker: false))
+        #expect(q.droppedSamples == 0)
+    }
 }
+

@@ -118,11 +118,13 @@ public final class CallMedia: MediaLeg {
         playout.skipSlots(slots)
     }
 
-    /// The queue was parked `ms` past its next slot: advance the RTP clock by the slots that passed.
-    func resumeClock(afterMs ms: Int64, frameMs: Int64) {
+    /// The queue was parked `ms` past its next slot: advance the RTP clock by the slots that
+    /// passed, and tell the queue they played nothing.
+    func resumeAfterParked(ms: Int64, frameMs: Int64) {
         guard ms >= frameMs else { return }
         let slots = Int(ms / frameMs)
         rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
+        playout.resumeAfterParked(slots: slots)
     }
 
     /// One slot on the pacer's grid: writes this call's packet (not flushed) into `packet`,

@@ -115,16 +115,26 @@ public final class PlayoutQueue: Sendable {
         }
     }
 
+    /// The queue was parked while `slots` more slots passed (see `catchUp`).
+    public func resumeAfterParked(slots: Int) {
+        state.withLock { $0.missedSlots += slots }
+    }
+
+    /// Missed slots older than this are a pause, not a stall: audio after it starts a new burst.
+    static let catchUpWindowSlots = 5
+
     /// Audio is back after slots that played none of it (the pacer stalled, or the audio came
     /// too late and the caller heard silence instead). If what is queued is about what those
     /// slots should have played, the source streams in real time and that audio bunched up:
     /// playing it now would keep the caller that far behind for the rest of the burst, so it is
-    /// dropped (and counted). Audio the AI sent ahead (a deeper queue), or the first frame of a
-    /// new burst (a shallower one), is kept.
+    /// dropped (and counted). Audio the AI sent ahead (a deeper queue), a lone frame (it may
+    /// start a new burst), and audio after a pause (more than `catchUpWindowSlots`) are kept.
     private func catchUp(_ state: inout State) {
         let frames = state.playout.depthSamples / frameSamples
-        if frames >= state.missedSlots && frames <= state.missedSlots + 1 {
-            state.playout.dropQueued(state.missedSlots * frameSamples)
+        let missed = state.missedSlots
+        // At least two frames: one frame alone may just as well start a new burst.
+        if missed <= Self.catchUpWindowSlots && frames >= max(missed, 2) && frames <= missed + 1 {
+            state.playout.dropQueued(missed * frameSamples)
             // Wait for the next frame (due about now) rather than ending the burst.
             state.silentTail = max(state.silentTail, 1)
             state.inSilentTail = false
@@ -166,7 +176,7 @@ public final class PlayoutQueue: Sendable {
             } else {
                 state.parked = true
                 state.inSilentTail = false
-                state.missedSlots = 0
+                state.missedSlots += 1
                 state.startsTalkspurt = true
                 return (.parked, Self.reachedMarks(&state))
             }

@@ -83,7 +83,7 @@ final class RTPPacer {
     /// A burst starts: its first slot is `leadMs` from now.
     private func kick(_ call: PacedCall) {
         let first = Self.nowMs() + Self.leadMs
-        call.media.resumeClock(afterMs: first - call.dueMs, frameMs: Self.frameMs)
+        call.media.resumeAfterParked(ms: first - call.dueMs, frameMs: Self.frameMs)
         call.dueMs = first
         schedule(call, atMs: first)
         armTimer()
