@@ -182,7 +182,7 @@ extension PlayoutQueue {
         #expect(q.slot() == .parked)
         // Four slots played none of frames 2-5 (two silent, two parked); they come at once with
         // frame 6, which is due now.
-        q.resumeAfterParked(slots: 1)
+        q.skipSlots(1)
         for v in Int16(2)...6 { q.enqueue(frame(v), sampleRate: 8000) }
         #expect(q.slot() == .sent([Int16](repeating: 6, count: 160), marker: true))
         #expect(q.droppedSamples == 4 * 160)
@@ -195,7 +195,7 @@ extension PlayoutQueue {
         _ = q.slot(late: true)
         _ = q.slot()
         _ = q.slot()
-        q.resumeAfterParked(slots: 10)
+        q.skipSlots(10)
         for v in Int16(2)...14 { q.enqueue(frame(v), sampleRate: 8000) }
         #expect(q.slot() == .sent([Int16](repeating: 2, count: 160), marker: true))
         #expect(q.droppedSamples == 0)

@@ -110,21 +110,12 @@ public final class CallMedia: MediaLeg {
         pacerStopped.store(true, ordering: .relaxed)
     }
 
-    /// Slots that passed without a packet (the loop stalled): the RTP clock still advances, so
-    /// the gap shows as a gap, and the next packet starts a talkspurt.
+    /// Slots that passed without a packet (the loop stalled, or the queue was parked): the RTP
+    /// clock still advances, so the gap shows as a gap, and the next packet starts a talkspurt.
     func skipSlots(_ slots: Int) {
         guard slots > 0 else { return }
         rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
         playout.skipSlots(slots)
-    }
-
-    /// The queue was parked `ms` past its next slot: advance the RTP clock by the slots that
-    /// passed, and tell the queue they played nothing.
-    func resumeAfterParked(ms: Int64, frameMs: Int64) {
-        guard ms >= frameMs else { return }
-        let slots = Int(ms / frameMs)
-        rtp.withLock { $0.timestamp &+= UInt32(truncatingIfNeeded: slots * settings.timestampIncrement) }
-        playout.resumeAfterParked(slots: slots)
     }
 
     /// One slot on the pacer's grid: writes this call's packet (not flushed) into `packet`,

@@ -106,18 +106,13 @@ public final class PlayoutQueue: Sendable {
     public var depthMs: Int { state.withLock { $0.playout.depthSamples * 1000 / outputRate } }
     public var droppedSamples: Int { state.withLock { $0.playout.droppedSamples } }
 
-    /// `slots` slots passed without sending (the pacer stalled): the next packet starts a
-    /// talkspurt, and the slots count as missed (see `catchUp`).
+    /// `slots` slots passed without sending (the pacer stalled, or the queue was parked): the
+    /// next packet starts a talkspurt, and the slots count as missed (see `catchUp`).
     public func skipSlots(_ slots: Int) {
         state.withLock { state in
             state.startsTalkspurt = true
             state.missedSlots += slots
         }
-    }
-
-    /// The queue was parked while `slots` more slots passed (see `catchUp`).
-    public func resumeAfterParked(slots: Int) {
-        state.withLock { $0.missedSlots += slots }
     }
 
     /// Missed slots older than this are a pause, not a stall: audio after it starts a new burst.

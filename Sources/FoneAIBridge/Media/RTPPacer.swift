@@ -4,11 +4,11 @@ import NIOCore
 /// from one timer on the socket's event loop.
 ///
 /// Each call's slots sit on a fixed 20 ms grid (in whole milliseconds) anchored just after its
-/// burst's first audio arrived, so a burst neither waits for a free-running clock nor drifts. Calls wait in a timing wheel of
-/// 1 ms buckets; one timer wakes the loop for the next non-empty bucket, every packet due is
-/// written, and one flush hands them all to the kernel in a single `sendmmsg`. A call with
-/// nothing to play leaves the wheel (an idle daemon has no timer at all) until its playout
-/// queue reports new audio. Only the RTP event loop touches this object.
+/// burst's first audio arrived, so a burst neither waits for a free-running clock nor drifts.
+/// Calls wait in a timing wheel of 1 ms buckets; one timer wakes the loop for the next non-empty
+/// bucket, every packet due is written, and one flush hands them all to the kernel in a single
+/// `sendmmsg`. A call with nothing to play leaves the wheel (an idle daemon has no timer at all)
+/// until its playout queue reports new audio. Only the RTP event loop touches this object.
 final class RTPPacer {
     static let frameMs: Int64 = 20
     /// How long a slot waits for late audio before padding a partial frame or ending the burst:
@@ -83,7 +83,8 @@ final class RTPPacer {
     /// A burst starts: its first slot is `leadMs` from now.
     private func kick(_ call: PacedCall) {
         let first = Self.nowMs() + Self.leadMs
-        call.media.resumeAfterParked(ms: first - call.dueMs, frameMs: Self.frameMs)
+        // The slots that passed while the call was parked.
+        call.media.skipSlots(Int((first - call.dueMs) / Self.frameMs))
         call.dueMs = first
         schedule(call, atMs: first)
         armTimer()
