@@ -55,15 +55,13 @@ public final class PlayoutQueue: Sendable {
                 state.resampler = Resampler(from: sampleRate, to: outputRate)
                 state.primed = false
             }
+            state.resampled.removeAll(keepingCapacity: true)
             if !state.primed {
                 state.primed = true
                 let delay = state.resampler.latencyInputSamples * outputRate / sampleRate
-                state.resampled.removeAll(keepingCapacity: true)
                 state.resampled.append(contentsOf: repeatElement(0, count: delay))
-                state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
             }
             PCM16.appendLittleEndian(pcm.readableBytesView, to: &state.decoded)
-            state.resampled.removeAll(keepingCapacity: true)
             state.decoded.withUnsafeBufferPointer { state.resampler.process($0, into: &state.resampled) }
             state.decoded.removeAll(keepingCapacity: true)
             state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
