@@ -265,7 +265,7 @@ public actor BridgeDaemon: Service {
         let ai = AISessionSettings(url: config.ai.serverUrl, tls: Self.tls(caFile: config.ai.caFile),
                                    connectTimeout: .milliseconds(config.ai.connectTimeoutMs), connectAttempts: config.ai.connectAttempts,
                                    dialect: AIProtocol(rawValue: config.ai.protocol) ?? .native,
-                                   eventLoopGroup: Self.aiEventLoops)
+                                   eventLoopGroup: rtp.eventLoop)
         let media = RTPMediaSettings(inboundFormat: config.rtpServer.format, swap16: config.rtpServer.swap16,
                                      outboundPayloadType: config.asterisk.rtpPayloadType,
                                      timestampIncrement: config.asterisk.packetTimestampIncrement,
@@ -275,10 +275,6 @@ public actor BridgeDaemon: Service {
                                externalHost: config.rtpServer.hostAndPort, idPrefix: config.calls.idPrefix,
                                playoutOnEnd: .milliseconds(config.ai.playoutOnEndMs), counters: counters, logger: logger)
     }
-
-    /// The AI sessions' own threads (all cores but one), so the RTP socket's event loop, which
-    /// receives every call's RTP and paces every call's playout, never waits behind AI frames.
-    static let aiEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount - 1))
 
     static func tls(caFile: String?) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()

@@ -1,5 +1,10 @@
 import NIOCore
-import WSClient
+
+/// One WebSocket message to the AI.
+public enum AIWireMessage: Sendable {
+    case text(String)
+    case binary(ByteBuffer)
+}
 
 /// What arrives from the AI, in dialect-neutral form.
 public enum AIInbound: Sendable {
@@ -12,12 +17,12 @@ public enum AIInbound: Sendable {
 
 /// One wire format for talking to AI servers: the native protocol or Twilio Media Streams
 /// (docs/ai-protocol.md). A dialect instance serves one call; it may keep state (sequence
-/// numbers, a resampler) and is used from the session's writer tasks concurrently.
+/// numbers, a resampler); it is used on its session's event loop only.
 public protocol AIDialect: Sendable {
     /// Text frames sent once the socket opens.
     func openingMessages(for call: AICallInfo) -> [String]
     /// One frame of caller audio (PCM16LE at the call's inbound rate).
-    func encodeCallerAudio(_ pcm: ByteBuffer) -> WebSocketOutboundWriter.OutboundFrame?
+    func encodeCallerAudio(_ pcm: ByteBuffer) -> AIWireMessage?
     func encode(_ message: AIOutboundMessage) -> String?
     func decodeText(_ text: String) throws(AIInboundMessage.DecodeError) -> AIInbound
     func decodeBinary(_ data: ByteBuffer) throws(AIInboundMessage.DecodeError) -> AIInbound
@@ -43,7 +48,7 @@ public struct NativeDialect: AIDialect {
         [AIOutboundMessage.start(call).json()]
     }
 
-    public func encodeCallerAudio(_ pcm: ByteBuffer) -> WebSocketOutboundWriter.OutboundFrame? {
+    public func encodeCallerAudio(_ pcm: ByteBuffer) -> AIWireMessage? {
         .binary(pcm)
     }
 

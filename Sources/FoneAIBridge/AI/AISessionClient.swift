@@ -1,9 +1,10 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
-import WSClient
+import NIOWebSocket
 
 /// What an AI session reports to its call.
 public enum AISessionEvent: Sendable {
@@ -16,40 +17,17 @@ public enum AISessionEvent: Sendable {
     case closed(reason: String)
 }
 
-/// The two outbound streams of one AI session. Audio is bounded and drops the oldest frame when
-/// the AI reads too slowly (back-pressure must not grow memory); control messages are never dropped.
-public struct AIOutbound: Sendable {
-    public let audio: AsyncStream<ByteBuffer>
-    public let audioContinuation: AsyncStream<ByteBuffer>.Continuation
-    public let control: AsyncStream<AIOutboundMessage>
-    public let controlContinuation: AsyncStream<AIOutboundMessage>.Continuation
-
-    public init(maxQueuedAudioFrames: Int) {
-        (audio, audioContinuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(maxQueuedAudioFrames))
-        (control, controlContinuation) = AsyncStream.makeStream(of: AIOutboundMessage.self)
-    }
-
-    public func send(_ message: AIOutboundMessage) {
-        controlContinuation.yield(message)
-    }
-
-    /// Sends `stop` (or nothing) and lets the session close the socket once it is written.
-    public func finish(with last: AIOutboundMessage?) {
-        if let last { controlContinuation.yield(last) }
-        controlContinuation.finish()
-        audioContinuation.finish()
-    }
-}
-
 public struct AISessionSettings: Sendable {
-    public var url: String
-    public var tls: TLSConfiguration?
-    public var connectTimeout: Duration
-    public var connectAttempts: Int
-    public var maxFrameBytes: Int
-    public var dialect: AIProtocol
-    /// Where the sessions' sockets and tasks run (one event loop per session).
-    public var eventLoopGroup: any EventLoopGroup
+    public let url: String
+    public let connectTimeout: Duration
+    public let connectAttempts: Int
+    public let maxFrameBytes: Int
+    public let dialect: AIProtocol
+    /// Where the sessions' sockets run: the RTP socket's event loop, so caller audio and AI audio
+    /// cross no thread between the RTP socket and the AI's socket.
+    public let eventLoopGroup: any EventLoopGroup
+    /// Built once: loading the trust roots is too slow to repeat for every call. Nil for `ws://`.
+    let tlsContext: Result<NIOSSLContext, any Error>?
 
     public init(url: String, tls: TLSConfiguration?, connectTimeout: Duration, connectAttempts: Int,
                 dialect: AIProtocol = .native, maxFrameBytes: Int = 1 << 20,
@@ -57,14 +35,20 @@ public struct AISessionSettings: Sendable {
         self.url = url
         self.eventLoopGroup = eventLoopGroup
         self.dialect = dialect
-        self.tls = tls
         self.connectTimeout = connectTimeout
         self.connectAttempts = connectAttempts
         self.maxFrameBytes = maxFrameBytes
+        if SimpleURL(url)?.isSecure == true {
+            tlsContext = Result { try NIOSSLContext(configuration: tls ?? .makeClientConfiguration()) }
+        } else {
+            tlsContext = nil
+        }
     }
 }
 
-/// One call's WebSocket to the AI server, in the configured dialect (docs/ai-protocol.md).
+/// One call's WebSocket to the AI server, in the configured dialect (docs/ai-protocol.md), built
+/// from SwiftNIO's HTTP upgrade and WebSocket codec with `AIWebSocketHandler` at the end of the
+/// pipeline: media frames stay on the event loop, only control events reach the call's task.
 public struct AISessionClient: Sendable {
     let settings: AISessionSettings
     let logger: Logger
@@ -75,9 +59,9 @@ public struct AISessionClient: Sendable {
     }
 
     /// Connects (bounded attempts, each bounded in time), sends the dialect's opening messages,
-    /// then pumps both ways until the outbound control stream finishes or the AI closes. Audio
-    /// from the AI goes to `onAudio` directly (with its rate when the dialect fixes it), off the
-    /// call's event path.
+    /// then runs until the session closes: after `outbound.finish`, when the AI closes, or on
+    /// cancellation. Audio from the AI goes to `onAudio` on the event loop (with its rate when the
+    /// dialect fixes it); everything else goes to `onEvent`, in order.
     public func run(call: AICallInfo, outbound: AIOutbound,
                     onAudio: @escaping @Sendable (ByteBuffer, Int?) -> Void,
                     onEvent: @escaping @Sendable (AISessionEvent) async -> Void) async {
@@ -103,147 +87,126 @@ public struct AISessionClient: Sendable {
     private enum Signal: Sendable {
         case connected
         case timedOut
+        case event(AISessionEvent)
         case ended(String?)
     }
 
     private func attemptSession(call: AICallInfo, outbound: AIOutbound,
                                 onAudio: @escaping @Sendable (ByteBuffer, Int?) -> Void,
                                 onEvent: @escaping @Sendable (AISessionEvent) async -> Void) async -> AttemptResult {
+        guard let url = SimpleURL(settings.url), url.scheme == "ws" || url.scheme == "wss", let port = url.effectivePort else {
+            return .failedToConnect("ai.serverUrl is not a ws:// or wss:// URL")
+        }
+        var tls: NIOSSLContext?
+        switch settings.tlsContext {
+        case .success(let context): tls = context
+        case .failure(let error): return .failedToConnect("TLS set-up failed: \(error)")
+        case nil: break
+        }
         let (signals, signal) = AsyncStream.makeStream(of: Signal.self)
-        let maxFrame = settings.maxFrameBytes
-        let configuration = WebSocketClientConfiguration(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: .seconds(15)))
-        let dialect = settings.dialect.makeDialect(call: call)
-        // The socket and every task of the session share one event loop (see EventLoopTaskExecutor).
-        let loop = settings.eventLoopGroup.next()
-        let socketTask = Task(executorPreference: EventLoopTaskExecutor(eventLoop: loop)) {
+        let channel = NIOLockedValueBox<(any Channel)?>(nil)
+        let connecting = Task { [settings, tls] in
             do {
-                try await WebSocketClient.connect(url: settings.url, configuration: configuration,
-                                                  tlsConfiguration: settings.tls, eventLoopGroup: loop,
-                                                  logger: logger) { inbound, writer, _ in
-                    signal.yield(.connected)
-                    for text in dialect.openingMessages(for: call) { try await writer.write(.text(text)) }
-                    // Encoding and writing happen as one step under `turn`: a dialect that numbers its
-                    // messages (Twilio's sequenceNumber) must see them in the order they go out.
-                    let turn = WriteTurn()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for await pcm in outbound.audio {
-                                try await turn.run {
-                                    if let frame = dialect.encodeCallerAudio(pcm) { try await writer.write(frame) }
-                                }
-                            }
-                            try await Task.sleep(for: .seconds(86_400 * 365))  // audio ending alone does not end the session
+                let upgraded = try await Self.connect(url: url, port: port, settings: settings, tls: tls, loop: outbound.eventLoop,
+                                                      onChannel: { new in channel.withLockedValue { $0 = new } }) { pipelineChannel in
+                    // Runs on the event loop once the AI accepted the upgrade.
+                    let handler = AIWebSocketHandler(dialect: settings.dialect.makeDialect(call: call), outbound: outbound, onAudio: onAudio) { event in
+                        switch event {
+                        case .inbound(let inbound): signal.yield(.event(inbound))
+                        case .closed(let failure): signal.yield(.ended(failure))
                         }
-                        group.addTask {
-                            for await message in outbound.control {
-                                try await turn.run {
-                                    if let text = dialect.encode(message) { try await writer.write(.text(text)) }
-                                }
-                            }
-                        }
-                        group.addTask {
-                            for try await message in inbound.messages(maxSize: maxFrame) {
-                                let decoded: AIInbound
-                                do throws(AIInboundMessage.DecodeError) {
-                                    switch message {
-                                    case .binary(let data): decoded = try dialect.decodeBinary(data)
-                                    case .text(let text): decoded = try dialect.decodeText(text)
-                                    }
-                                } catch {
-                                    await onEvent(.malformed(reason: error.description))
-                                    continue
-                                }
-                                switch decoded {
-                                case .audio(let pcm, let rate): onAudio(pcm, rate)
-                                case .message(let message): await onEvent(.message(message))
-                                case .ignored: break
-                                }
-                            }
-                        }
-                        // Whichever ends first, our `stop` written or the AI closing, ends the session.
-                        try await group.next()
-                        group.cancelAll()
                     }
+                    try pipelineChannel.pipeline.syncOperations.addHandlers(
+                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096,
+                                                    maxAccumulatedFrameSize: settings.maxFrameBytes),
+                        handler)
+                    signal.yield(.connected)
+                    // Writes pass the upgrade handler only once it has left the pipeline, after this tick.
+                    let opening = NIOLoopBound(handler, eventLoop: pipelineChannel.eventLoop)
+                    pipelineChannel.eventLoop.execute { opening.value.open(call: call) }
                 }
-                signal.yield(.ended(nil))
+                if !upgraded { signal.yield(.ended("the AI server did not accept the WebSocket upgrade")) }
             } catch {
                 signal.yield(.ended("\(error)"))
             }
         }
-        let timer = Task {
-            try? await Task.sleep(for: settings.connectTimeout)
+        let timer = Task { [timeout = settings.connectTimeout] in
+            try? await Task.sleep(for: timeout)
             signal.yield(.timedOut)
         }
         defer { timer.cancel() }
-        var connected = false
-        for await event in signals {
-            switch event {
-            case .connected:
-                connected = true
-                timer.cancel()
-                await onEvent(.connected)
-            case .timedOut:
-                if !connected {
-                    socketTask.cancel()
-                    return .failedToConnect("no connection within \(settings.connectTimeout)")
+        return await withTaskCancellationHandler {
+            var connected = false
+            for await event in signals {
+                switch event {
+                case .connected:
+                    connected = true
+                    timer.cancel()
+                    await onEvent(.connected)
+                case .event(let inbound):
+                    await onEvent(inbound)
+                case .timedOut:
+                    if !connected {
+                        channel.withLockedValue { $0 }?.close(promise: nil)
+                        connecting.cancel()
+                        return .failedToConnect("no connection within \(settings.connectTimeout)")
+                    }
+                case .ended(let failure):
+                    signal.finish()
+                    if !connected { return .failedToConnect(failure ?? "closed before the handshake") }
+                    await onEvent(.closed(reason: failure ?? "closed"))
+                    return .finished
                 }
-            case .ended(let error):
-                signal.finish()
-                if !connected { return .failedToConnect(error ?? "closed before the handshake") }
-                await onEvent(.closed(reason: error ?? "closed"))
-                return .finished
             }
+            return .finished
+        } onCancel: {
+            channel.withLockedValue { $0 }?.close(promise: nil)
+            signal.yield(.ended("cancelled"))
         }
-        return .finished
-    }
-}
-
-/// A first-come, first-served turn for the session's two writer tasks (audio, control), held
-/// across an `await`: `run` numbers-and-writes one message while the other task waits.
-final class WriteTurn: Sendable {
-    private struct State {
-        var busy = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = Mutex(State())
-
-    func run(_ body: () async throws -> Void) async throws {
-        await acquire()
-        defer { release() }
-        try await body()
-    }
-
-    private func acquire() async {
-        // Uncontended (nearly always): take the turn without suspending, which would cost the
-        // frame a trip through the executor's queue.
-        let taken = state.withLock { state -> Bool in
-            guard !state.busy else { return false }
-            state.busy = true
-            return true
-        }
-        if taken { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if !state.busy {
-                    state.busy = true
-                    return true
+    /// TCP (and TLS) connect, then the HTTP upgrade; true once `onUpgrade` has set the pipeline up.
+    private static func connect(url: SimpleURL, port: Int, settings: AISessionSettings, tls: NIOSSLContext?, loop: any EventLoop,
+                                onChannel: @escaping @Sendable (any Channel) -> Void,
+                                onUpgrade: @escaping @Sendable (any Channel) throws -> Void) async throws -> Bool {
+        let isIP = IPAddressText.isIPv4(url.host) || IPAddressText.isIPv6(url.host)
+        let hostHeader = (url.host.contains(":") ? "[\(url.host)]" : url.host) + (url.port.map { ":\($0)" } ?? "")
+        let path = url.pathAndQuery.hasPrefix("/") ? url.pathAndQuery : "/" + url.pathAndQuery
+        let maxFrame = settings.maxFrameBytes
+        let upgrade: EventLoopFuture<Bool> = try await ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000
+                + settings.connectTimeout.components.attoseconds / 1_000_000_000))
+            // A slow AI makes the socket unwritable long before memory grows: caller audio is then
+            // dropped (and counted) rather than queued (about 1 s of 16 kHz audio).
+            .channelOption(.writeBufferWaterMark, value: .init(low: 16 * 1024, high: 32 * 1024))
+            .connect(host: url.host, port: port) { channel in
+                onChannel(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // An IP address is not a valid SNI name (the config check refuses one for wss:// anyway).
+                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: isIP ? nil : url.host)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                    let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: maxFrame) { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            try onUpgrade(channel)
+                            return true
+                        }
+                    }
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Host", value: hostHeader)
+                    let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
+                    var configuration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: .init(
+                        upgradeRequestHead: head, upgraders: [upgrader],
+                        notUpgradingCompletionHandler: { channel in
+                            channel.close(promise: nil)
+                            return channel.eventLoop.makeSucceededFuture(false)
+                        }))
+                    // A frame the AI sends right behind its 101 answer belongs to the session.
+                    configuration.leftOverBytesStrategy = .forwardBytes
+                    return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
                 }
-                state.waiters.append(continuation)
-                return false
             }
-            if now { continuation.resume() }
-        }
-    }
-
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.busy = false
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        next?.resume()
+        return try await upgrade.get()
     }
 }

@@ -1,7 +1,6 @@
 import FoundationEssentials
 import NIOCore
 import Synchronization
-import WSClient
 
 /// Twilio Media Streams, as Twilio's message reference defines it, so voice-AI stacks written
 /// for Twilio (Pipecat, Vocode, …) work unchanged: `connected`, `start`, `media` (base64 μ-law,
@@ -76,7 +75,7 @@ public final class TwilioDialect: AIDialect {
     }
 
     /// Caller audio becomes 8 kHz μ-law, base64, one `media` event per 20 ms packet.
-    public func encodeCallerAudio(_ pcm: ByteBuffer) -> WebSocketOutboundWriter.OutboundFrame? {
+    public func encodeCallerAudio(_ pcm: ByteBuffer) -> AIWireMessage? {
         let (payload, chunk) = state.withLock { state -> (String, Int) in
             state.samples.removeAll(keepingCapacity: true)
             PCM16.appendLittleEndian(pcm, to: &state.samples)

@@ -41,18 +41,18 @@ public actor CallSession {
         self.environment = environment
         startedAt = .now
         (mailbox, post) = AsyncStream.makeStream(of: CallStateMachine.Event.self)
-        let aiOutbound = AIOutbound(maxQueuedAudioFrames: 50)
+        let aiOutbound = AIOutbound(eventLoop: environment.ai.eventLoopGroup.next(), maxQueuedAudioFrames: 50)
         self.aiOutbound = aiOutbound
         let rate = environment.callerSampleRate
         aiAudioRate = AudioRateBox(rate)
         let onMark: @Sendable (String) -> Void = { aiOutbound.send(.mark($0)) }
         switch environment.transport {
         case .rtp:
-            let leg = CallMedia(settings: environment.media, aiSampleRate: rate, toAI: aiOutbound.audioContinuation, onMarkReached: onMark)
+            let leg = CallMedia(settings: environment.media, aiSampleRate: rate, toAI: aiOutbound, onMarkReached: onMark)
             (media, rtpMedia, webSocketMedia) = (leg, leg, nil)
         case .websocket:
             let leg = WebSocketMediaLeg(maxBufferedAudioMs: environment.media.maxBufferedAudioMs, aiSampleRate: rate,
-                                        toAI: aiOutbound.audioContinuation, onMarkReached: onMark)
+                                        toAI: aiOutbound, onMarkReached: onMark)
             (media, rtpMedia, webSocketMedia) = (leg, nil, leg)
         }
         var logger = environment.logger

@@ -20,18 +20,18 @@ public struct RTPMediaSettings: Sendable, Equatable {
 
 /// One call's RTP media leg: RTP from Asterisk to the AI, AI audio paced back to Asterisk.
 ///
-/// Inbound runs on the shared RTP socket's event loop; AI audio arrives on the AI session's task;
-/// the socket's `RTPPacer` sends it on the RTP event loop. The only locks are this call's own.
+/// Everything runs on the shared RTP socket's event loop: inbound RTP, the AI's socket (so caller
+/// audio goes to the AI and AI audio into the playout queue without a thread hop), and the socket's
+/// `RTPPacer`, which sends the playout. The only locks are this call's own.
 public final class CallMedia: MediaLeg {
     let settings: RTPMediaSettings
     public let playout: PlayoutQueue
-    private let toAI: AsyncStream<ByteBuffer>.Continuation
+    private let toAI: AIOutbound
     private let onMarkReached: @Sendable (String) -> Void
     private let encoder: OutboundEncoder
 
     private let inPackets = Atomic<UInt64>(0)
     private let outPackets = Atomic<UInt64>(0)
-    private let droppedPackets = Atomic<UInt64>(0)
     private let pacerStopped = Atomic<Bool>(false)
     private let rtp: Mutex<RTPState>
     /// Where to wake the pacer when the playout queue un-parks; nil until playout starts.
@@ -47,7 +47,7 @@ public final class CallMedia: MediaLeg {
     }
 
     public init(settings: RTPMediaSettings, aiSampleRate: Int,
-                toAI: AsyncStream<ByteBuffer>.Continuation, onMarkReached: @escaping @Sendable (String) -> Void) {
+                toAI: AIOutbound, onMarkReached: @escaping @Sendable (String) -> Void) {
         self.settings = settings
         self.toAI = toAI
         self.onMarkReached = onMarkReached
@@ -61,7 +61,7 @@ public final class CallMedia: MediaLeg {
 
     public var packetsIn: UInt64 { inPackets.load(ordering: .relaxed) }
     public var packetsOut: UInt64 { outPackets.load(ordering: .relaxed) }
-    public var packetsDropped: UInt64 { droppedPackets.load(ordering: .relaxed) }
+    public var packetsDropped: UInt64 { toAI.audioFramesDropped }
     public var isPacing: Bool { pacer.withLock { $0 != nil } && !isStopped }
     var isStopped: Bool { pacerStopped.load(ordering: .relaxed) }
 
@@ -72,10 +72,7 @@ public final class CallMedia: MediaLeg {
         inPackets.wrappingAdd(1, ordering: .relaxed)
         var pcm = allocator.buffer(capacity: payload.count * 2)
         InboundDecoder.appendPCM16LE(payload: payload, format: settings.inboundFormat, swap16: settings.swap16, to: &pcm)
-        if case .dropped = toAI.yield(pcm) {
-            // The AI reads slower than real time: the oldest queued frame was dropped.
-            droppedPackets.wrappingAdd(1, ordering: .relaxed)
-        }
+        toAI.sendAudio(pcm)
     }
 
     // MARK: AI → Asterisk

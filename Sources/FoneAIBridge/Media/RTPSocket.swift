@@ -17,6 +17,7 @@ public final class RTPSocket: Sendable {
     private let pacer: NIOLoopBound<RTPPacer>
 
     public var localAddress: SocketAddress? { channel.localAddress }
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     private init(channel: any Channel, demux: NIOLoopBound<RTPDemuxHandler>, pacer: NIOLoopBound<RTPPacer>) {
         self.channel = channel

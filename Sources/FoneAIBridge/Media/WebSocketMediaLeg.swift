@@ -14,11 +14,10 @@ public final class WebSocketMediaLeg: MediaLeg {
     static let frameMs = 20
 
     public let playout: PlayoutQueue
-    private let toAI: AsyncStream<ByteBuffer>.Continuation
+    private let toAI: AIOutbound
     private let onMarkReached: @Sendable (String) -> Void
     private let inFrames = Atomic<UInt64>(0)
     private let outFrames = Atomic<UInt64>(0)
-    private let droppedFrames = Atomic<UInt64>(0)
     private let pausedByAsterisk = Atomic<Bool>(false)
     private let pacing = Atomic<Bool>(false)
     private let controls: AsyncStream<String>
@@ -26,7 +25,7 @@ public final class WebSocketMediaLeg: MediaLeg {
     private let startPacing: AsyncStream<Void>.Continuation
     private let pacingRequests: AsyncStream<Void>
 
-    public init(maxBufferedAudioMs: Int, aiSampleRate: Int, toAI: AsyncStream<ByteBuffer>.Continuation,
+    public init(maxBufferedAudioMs: Int, aiSampleRate: Int, toAI: AIOutbound,
                 onMarkReached: @escaping @Sendable (String) -> Void) {
         playout = PlayoutQueue(outputRate: Self.sampleRate, frameMs: Self.frameMs, maxBufferedMs: maxBufferedAudioMs, aiSampleRate: aiSampleRate)
         self.toAI = toAI
@@ -37,7 +36,7 @@ public final class WebSocketMediaLeg: MediaLeg {
 
     public var packetsIn: UInt64 { inFrames.load(ordering: .relaxed) }
     public var packetsOut: UInt64 { outFrames.load(ordering: .relaxed) }
-    public var packetsDropped: UInt64 { droppedFrames.load(ordering: .relaxed) }
+    public var packetsDropped: UInt64 { toAI.audioFramesDropped }
     public var isPacing: Bool { pacing.load(ordering: .relaxed) }
 
     /// The pace loop visits the queue every slot, so there is nothing to wake.
@@ -81,7 +80,7 @@ public final class WebSocketMediaLeg: MediaLeg {
                         switch message {
                         case .binary(let pcm):
                             self.inFrames.wrappingAdd(1, ordering: .relaxed)
-                            if case .dropped = self.toAI.yield(pcm) { self.droppedFrames.wrappingAdd(1, ordering: .relaxed) }
+                            self.toAI.sendAudio(pcm)
                         case .text(let text):
                             // Plain (`MEDIA_XOFF`) and JSON (`{"event":"MEDIA_XOFF",…}`) forms.
                             if text.contains("MEDIA_XOFF") {
