@@ -7,6 +7,11 @@ public struct RTPSocketCounters: Sendable, Equatable {
     public var received: UInt64 = 0
     public var unknownSource: UInt64 = 0
     public var malformed: UInt64 = 0
+    /// Packets the pacer wrote 2 ms or more, and 10 ms or more, after their slot (the event loop
+    /// was busy or the thread was not scheduled), and slots skipped after a stall of two or more.
+    public var pacerLate2ms: UInt64 = 0
+    public var pacerLate10ms: UInt64 = 0
+    public var pacerSkippedSlots: UInt64 = 0
 }
 
 /// The one UDP socket every call's RTP arrives on and leaves from. Packets are matched to their
@@ -34,6 +39,9 @@ public final class RTPSocket: Sendable {
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.datagramVectorReadMessageCount, value: batch)
+            // One batch per loop turn: each packet costs a write to the AI's socket, and four
+            // batches in a row (NIO's default) held the pacer's timer back by 2 ms and more.
+            .channelOption(.maxMessagesPerRead, value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: batch * 2048))
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelInitializer { channel in
@@ -69,7 +77,13 @@ public final class RTPSocket: Sendable {
     }
 
     public func counters() async -> RTPSocketCounters {
-        (try? await channel.eventLoop.submit { [demux] in demux.value.counters }.get()) ?? RTPSocketCounters()
+        (try? await channel.eventLoop.submit { [demux, pacer] in
+            var counters = demux.value.counters
+            counters.pacerLate2ms = pacer.value.late2ms
+            counters.pacerLate10ms = pacer.value.late10ms
+            counters.pacerSkippedSlots = pacer.value.skippedSlots
+            return counters
+        }.get()) ?? RTPSocketCounters()
     }
 
     /// Answers once the RTP event loop runs tasks: the watchdog's proof of life.
