@@ -47,6 +47,9 @@ extension BridgeDaemon: ControlHandler {
             counters["rtp_socket_received"] = socket.received
             counters["rtp_unknown_source"] = socket.unknownSource
             counters["rtp_malformed"] = socket.malformed
+            counters["rtp_pacer_late_2ms"] = socket.pacerLate2ms
+            counters["rtp_pacer_late_10ms"] = socket.pacerLate10ms
+            counters["rtp_pacer_skipped_slots"] = socket.pacerSkippedSlots
         }
         return StatsSnapshot(at: Date().timeIntervalSince1970, uptimeSeconds: uptime, liveCalls: sessions.count, counters: counters)
     }

@@ -30,6 +30,9 @@ final class RTPPacer {
     /// Every bucket up to and including this millisecond has been run.
     private var ranThroughMs: Int64
     private var timer: (ms: Int64, task: Scheduled<Void>)?
+    private(set) var late2ms: UInt64 = 0
+    private(set) var late10ms: UInt64 = 0
+    private(set) var skippedSlots: UInt64 = 0
 
     /// A call's place in the pacer.
     final class PacedCall {
@@ -99,6 +102,7 @@ final class RTPPacer {
             // The loop stalled: skip the missed slots rather than burst (Asterisk has no jitter
             // buffer and would play a burst as extra delay).
             let missed = (now - call.dueMs) / Self.frameMs
+            skippedSlots &+= UInt64(missed)
             call.media.skipSlots(Int(missed))
             call.dueMs += missed * Self.frameMs
         }
@@ -140,6 +144,8 @@ final class RTPPacer {
                         wheel[index].append(call)
                     } else if run(call, atMs: now) {
                         wrote = true
+                        if now - ms >= 2 { late2ms &+= 1 }
+                        if now - ms >= 10 { late10ms &+= 1 }
                     }
                 }
                 bucket.removeAll(keepingCapacity: true)
