@@ -50,10 +50,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The kernel's receive time of a datagram, for the simulator's pacing measurements.
+        .target(name: "CSimSocket"),
         // Fake Asterisk (ARI + RTP) and an AI test server, for tests, the demo and benchmarks.
         .target(
             name: "FoneAISim",
             dependencies: [
+                "CSimSocket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,14 @@
+import CSimSocket
 import NIOCore
 import NIOPosix
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 final class SimCounterBox: Sendable {
     let rtpPacketsSent = Atomic<Int>(0)
@@ -95,6 +103,8 @@ final class ExternalMedia: Sendable {
     let format: SimRTPFormat
     let counters: SimCounterBox
     let learnPackets: Int
+    /// The socket's descriptor (owned by its NIO channel), for `arrivalNanos()`.
+    let descriptor: CInt
 
     struct State {
         var channel: (any Channel)?
@@ -110,7 +120,8 @@ final class ExternalMedia: Sendable {
 
     let state: Mutex<State>
 
-    init(channelID: String, remote: SocketAddress, format: SimRTPFormat, counters: SimCounterBox, learnPackets: Int) {
+    init(channelID: String, remote: SocketAddress, format: SimRTPFormat, counters: SimCounterBox, learnPackets: Int, descriptor: CInt) {
+        self.descriptor = descriptor
         self.channelID = channelID
         self.remote = remote
         self.format = format
@@ -126,9 +137,14 @@ final class ExternalMedia: Sendable {
         channelID: String, host: String, remote: SocketAddress, format: SimRTPFormat,
         counters: SimCounterBox, learnPackets: Int, group: any EventLoopGroup
     ) async throws -> (ExternalMedia, Int) {
-        let media = ExternalMedia(channelID: channelID, remote: remote, format: format, counters: counters, learnPackets: learnPackets)
-        // No SO_REUSEADDR: with it Linux may give two port-0 UDP sockets the same port, and
-        // two calls' RTP would mix before reaching the bridge.
+        // The socket is made here, not by NIO, so its descriptor can be asked for each packet's
+        // kernel receive time. No SO_REUSEADDR: with it Linux may give two port-0 UDP sockets the
+        // same port, and two calls' RTP would mix before reaching the bridge.
+        let address = try SocketAddress(ipAddress: host, port: 0)
+        let fd = address.withSockAddr { sim_socket_udp_bound($0, socklen_t($1)) }
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "bind \(host):0") }
+        let media = ExternalMedia(channelID: channelID, remote: remote, format: format, counters: counters,
+                                  learnPackets: learnPackets, descriptor: fd)
         let channel = try await DatagramBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 256 * 1024)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
@@ -137,7 +153,7 @@ final class ExternalMedia: Sendable {
                     try ch.pipeline.syncOperations.addHandler(RTPInboundHandler(media: media))
                 }
             }
-            .bind(host: host, port: 0).get()
+            .withBoundSocket(fd).get()
         media.state.withLock { $0.channel = channel }
         return (media, channel.localAddress?.port ?? 0)
     }
@@ -189,9 +205,19 @@ final class ExternalMedia: Sendable {
         ch?.close(promise: nil)
     }
 
+    /// When the kernel queued the datagram just read on this socket, on the monotonic clock: what
+    /// Asterisk would see, however long this process took to get to it. Falls back to now.
+    private func arrivalNanos() -> UInt64 {
+        var realtime: Int64 = 0
+        guard sim_socket_last_receive_time(descriptor, &realtime) == 0, realtime > SimClock.realtimeMinusMonotonic else {
+            return simMonotonicNanos()
+        }
+        return UInt64(realtime - SimClock.realtimeMinusMonotonic)
+    }
+
     /// Handles one datagram received on this channel's socket (event loop thread).
     func receive(from source: SocketAddress, buffer: ByteBuffer) {
-        let arrival = simMonotonicNanos()
+        let arrival = arrivalNanos()
         counters.rtpPacketsReceived.increment()
         guard let (header, payload) = RTPHeader.parse(buffer) else {
             counters.malformedRTPPackets.increment()

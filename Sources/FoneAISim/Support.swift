@@ -15,6 +15,24 @@ public func simMonotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+enum SimClock {
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC in ns, read once (the tightest of a few reads), to put
+    /// the kernel's packet time stamps (real time) on the monotonic clock everything else uses.
+    static let realtimeMinusMonotonic: Int64 = {
+        var best: (span: Int64, offset: Int64) = (.max, 0)
+        for _ in 0..<5 {
+            var a = timespec(), r = timespec(), b = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &a)
+            clock_gettime(CLOCK_REALTIME, &r)
+            clock_gettime(CLOCK_MONOTONIC, &b)
+            let mono = { (t: timespec) in Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
+            let span = mono(b) - mono(a)
+            if span < best.span { best = (span, mono(r) - (mono(a) + span / 2)) }
+        }
+        return best.offset
+    }()
+}
+
 enum SimTime {
     /// Asterisk-style timestamp: `2026-11-27T02:39:08.713+0000` (UTC).
     static func asteriskTimestamp() -> String {

@@ -42,6 +42,8 @@ struct LoadRunCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "Daemon log level.") var logLevel = "warning"
     @Option(name: .customLong("max-buffered-audio-ms"), help: "ai.maxBufferedAudioMs for the daemon (default: the daemon's).")
     var maxBufferedAudioMs: Int?
+    @Option(name: .customLong("daemon-cpu"), help: "Run the daemon on this CPU alone (start foneai-sim under taskset to keep the simulator off it).")
+    var daemonCPU: Int?
     @Flag(name: .customLong("keep-temp"), help: "Keep the daemon's temporary directory (config, log).") var keepTemp = false
     @Flag(name: .customLong("fail-on-targets"), help: "Exit 1 when a target of issue 7 is not met.") var failOnTargets = false
 
@@ -73,6 +75,7 @@ struct LoadRunCommand: AsyncParsableCommand {
         options.edgeSeconds = edgeSeconds
         options.daemonLogLevel = logLevel
         options.keepTemp = keepTemp
+        options.daemonCPU = daemonCPU
         options.maxBufferedAudioMs = maxBufferedAudioMs
         let result: LoadResult
         do {

@@ -31,6 +31,8 @@ public struct LoadOptions: Sendable {
     public var maxBufferedAudioMs: Int?
     /// Keep the daemon's temporary directory (config, log, control socket).
     public var keepTemp = false
+    /// Run the daemon on this CPU alone (nil: wherever the scheduler puts it).
+    public var daemonCPU: Int?
 
     public init(calls: Int, holdSeconds: Double, rate: Double = 20, bridgePath: String = ".build/release/foneai-bridge") {
         self.calls = calls
@@ -66,7 +68,7 @@ public enum LoadBenchmark {
         let maxCalls = max(o.calls + 10, 500)
         let daemon: LoadDaemon
         do {
-            daemon = try LoadDaemon.launch(binary: o.bridgePath) { socket in
+            daemon = try LoadDaemon.launch(binary: o.bridgePath, cpu: o.daemonCPU) { socket in
                 """
                 {"ari":{"url":"\(sim.ariURL)","username":"\(sim.username)","password":"\(sim.password)","appName":"\(sim.appName)"},
                  "rtpServer":{"port":"\(rtpPort)","format":"slin16","host":"127.0.0.1","swap16":true,"socketType":"udp4"},
@@ -162,6 +164,7 @@ public enum LoadBenchmark {
         let daemonThreadsStart = LoadProc.threadCPU(pid: "\(daemon.pid)")
         let switchesStart = LoadProc.contextSwitches(pid: "\(daemon.pid)")
         let daemonNice = LoadProc.nice(pid: daemon.pid) ?? 0
+        let daemonCPUs = LoadProc.cpusAllowed(pid: String(daemon.pid))
         let simThreadsStart = LoadProc.threadCPU(pid: "self")
         let lateStart = await sim.counters.rtpLateSends
         var peakRSS = daemon.memory()?.rssKB ?? 0
@@ -330,7 +333,7 @@ public enum LoadBenchmark {
             date: LoadBenchmark.utcNow(),
             machine: .init(cpuModel: machine.model, cores: machine.cores, memoryMB: (LoadProc.memTotalKB() ?? 0) / 1024,
                            kernel: LoadProc.kernel(), loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, simulatorSharesMachine: true,
-                           niceness: daemonNice),
+                           niceness: daemonNice, daemonCPUs: daemonCPUs, simulatorCPUs: LoadProc.cpusAllowed(pid: "self")),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
                               bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs),

@@ -1,3 +1,4 @@
+import CSimSocket
 import FoundationEssentials
 import Synchronization
 
@@ -31,7 +32,8 @@ public final class LoadDaemon: Sendable {
 
     /// Writes `config(controlSocketPath)` to DIR/config.json and starts `binary DIR/config.json`,
     /// stdout and stderr to DIR/daemon.log. DIR is a new temporary directory.
-    public static func launch(binary: String, config: (_ controlSocketPath: String) -> String) throws -> LoadDaemon {
+    /// `cpu`: run the daemon on that CPU alone (every thread it starts inherits the pin).
+    public static func launch(binary: String, cpu: Int? = nil, config: (_ controlSocketPath: String) -> String) throws -> LoadDaemon {
         guard access(binary, X_OK) == 0 else { throw LaunchError(description: "\(binary) is not an executable file (run `make release` or pass --bridge)") }
         var template = Array("/tmp/foneai-load-XXXXXX".utf8CString)
         guard let dirPtr = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
@@ -68,7 +70,12 @@ public final class LoadDaemon: Sendable {
             for e in envp { free(e) }
         }
         var pid = pid_t()
+        if let cpu {
+            // The child inherits this thread's CPU set; this thread gets its own back right after.
+            guard sim_thread_pin(Int32(cpu)) == 0 else { throw LaunchError(description: "cannot pin to CPU \(cpu): errno \(errno)") }
+        }
         let rc = posix_spawn(&pid, binary, &actions, nil, argv, envp)
+        if cpu != nil { sim_thread_pin(-1) }
         guard rc == 0 else { throw LaunchError(description: "posix_spawn \(binary): error \(rc)") }
         return LoadDaemon(pid: pid, directory: dir, configPath: configPath, logPath: logPath, controlSocketPath: socketPath)
     }
@@ -238,6 +245,15 @@ enum LoadProc {
             }
         }
         return rss.map { ($0, threads) }
+    }
+
+    /// The CPUs `pid` may run on, as the kernel lists them ("0-1", "1"), or nil ("self" works too).
+    static func cpusAllowed(pid: String) -> String? {
+        guard let text = LoadFiles.read("/proc/\(pid)/status") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("Cpus_allowed_list:") {
+            return line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
     }
 
     /// user + system CPU seconds of this process.

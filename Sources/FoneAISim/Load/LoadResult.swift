@@ -36,6 +36,9 @@ public struct LoadResult: Codable, Sendable {
         public var simulatorSharesMachine: Bool
         /// The daemon's nice value (the simulator starts it; their threads' niceness can differ).
         public var niceness: Int
+        /// The CPUs the daemon and the simulator could run on, as the kernel listed them ("0-1").
+        public var daemonCPUs: String?
+        public var simulatorCPUs: String?
     }
 
     public struct Parameters: Codable, Sendable {
@@ -218,6 +221,15 @@ public struct LoadResult: Codable, Sendable {
     /// Calls with anything unusual (loss, unidentified frames, not sustained), at most 50.
     public var callsWithIssues: [CallIssue]
     public var daemonCounters: [String: [String: Int]]
+
+    /// The daemon's pacer counters over the run (`rtp_pacer_*`, from before the calls to after):
+    /// how late the daemon itself wrote packets, which tells its stalls from the simulator's.
+    public var daemonPacer: (sent: Int, late2ms: Int, late10ms: Int, skippedSlots: Int)? {
+        guard let before = daemonCounters["beforeCalls"], let after = daemonCounters["afterCalls"],
+              let late2 = after["rtp_pacer_late_2ms"] else { return nil }
+        func delta(_ name: String) -> Int { (after[name] ?? 0) - (before[name] ?? 0) }
+        return (delta("rtp_out_packets"), late2 - (before["rtp_pacer_late_2ms"] ?? 0), delta("rtp_pacer_late_10ms"), delta("rtp_pacer_skipped_slots"))
+    }
     public var agreement: [Check]
     public var targets: [Target]
     public var allTargetsMet: Bool
@@ -247,7 +259,7 @@ extension LoadResult {
     public var summary: String {
         let f = Self.fmt
         var lines: [String] = []
-        lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); \(date)")
+        lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); CPUs: daemon \(machine.daemonCPUs ?? "?"), simulator \(machine.simulatorCPUs ?? "?"); \(date)")
         lines.append("")
         func row(_ a: String, _ b: String) { lines.append(Self.pad(a, 34) + b) }
         row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions)\(calls.excludedPortCollisions > 0 ? ", \(calls.excludedPortCollisions) not measured: simulator port collision" : ""))")
@@ -263,6 +275,9 @@ extension LoadResult {
         row("daemon CPU", "\(f(daemon.cores * 100, 1)) % of one core (user \(f(daemon.userSeconds, 1)) s, system \(f(daemon.systemSeconds, 1)) s); \(f(daemon.cpuSecondsPerCallMinute, 3)) s per call-minute")
         row("daemon RSS", "idle \(daemon.rssIdleKB) KB, loaded \(daemon.rssLoadedKB) KB (peak \(daemon.rssPeakKB)); \(f(daemon.rssPerCallKB, 1)) KB per call; \(daemon.threads) threads")
         row("daemon context switches", "\(f(daemon.voluntarySwitchesPerSecond ?? 0, 0))/s voluntary, \(f(daemon.involuntarySwitchesPerSecond ?? 0, 0))/s involuntary")
+        if let pacer = daemonPacer {
+            row("daemon pacer (its own clock)", "\(pacer.late2ms) of \(pacer.sent) packets sent ≥ 2 ms after their slot, \(pacer.late10ms) ≥ 10 ms; \(pacer.skippedSlots) slots skipped after stalls")
+        }
         row("daemon stop (SIGTERM)", "exit \(daemon.exitStatus.map(String.init) ?? "killed") after \(f(daemon.stopSeconds, 2)) s")
         row("  busiest daemon threads", daemon.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
         row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends)")

@@ -1,0 +1,57 @@
+#define _GNU_SOURCE
+#include "sim_socket.h"
+#include <sched.h>
+#include <errno.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <linux/sockios.h>
+#endif
+
+int sim_socket_last_receive_time(int fd, int64_t *realtime_ns) {
+#if defined(SIOCGSTAMPNS)
+    struct timespec ts;
+    if (ioctl(fd, SIOCGSTAMPNS, &ts) != 0) return -1;
+    *realtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return 0;
+#else
+    (void)fd; (void)realtime_ns;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+int sim_socket_udp_bound(const struct sockaddr *address, socklen_t length) {
+    int fd = socket(address->sa_family, SOCK_DGRAM, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, address, length) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int sim_thread_pin(int cpu) {
+#if defined(__linux__)
+    static __thread cpu_set_t saved;
+    static __thread int pinned = 0;
+    if (cpu < 0) {
+        if (!pinned) return 0;
+        pinned = 0;
+        return sched_setaffinity(0, sizeof saved, &saved);
+    }
+    if (!pinned && sched_getaffinity(0, sizeof saved, &saved) != 0) return -1;
+    pinned = 1;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one);
+#else
+    (void)cpu;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
