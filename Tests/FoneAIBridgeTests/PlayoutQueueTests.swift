@@ -12,7 +12,7 @@ private func frame(_ value: Int16, rate: Int = 8000, ms: Int = 20) -> ByteBuffer
 }
 
 private enum Slot: Equatable {
-    case sent([Int16], marker: Bool)
+    case sent([Int16], marker: Bool, hurry: Bool = false)
     case wait
     case parked
 }
@@ -21,11 +21,15 @@ extension PlayoutQueue {
     fileprivate func slot(late: Bool = false) -> Slot {
         let (taken, _) = take(late: late) { frame, marker in (Array(frame), marker) }
         switch taken {
-        case .sent(let (samples, marker)): return .sent(samples, marker: marker)
+        case .sent(let (samples, marker), let hurry): return .sent(samples, marker: marker, hurry: hurry)
         case .wait: return .wait
         case .parked: return .parked
         }
     }
+}
+
+private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> Slot {
+    .sent([Int16](repeating: value, count: 160), marker: marker, hurry: hurry)
 }
 
 @Suite struct PlayoutQueueTests {
@@ -88,7 +92,7 @@ extension PlayoutQueue {
         let q = PlayoutQueue(outputRate: 8000, maxBufferedMs: 1000, aiSampleRate: 16000)
         for n in 0..<50 {
             q.enqueue(frame(Int16(1000 + n), rate: 16000), sampleRate: 16000)
-            guard case .sent(let samples, _) = q.slot() else {
+            guard case .sent(let samples, _, _) = q.slot() else {
                 Issue.record("AI frame \(n) did not complete a packet")
                 return
             }
@@ -107,16 +111,23 @@ extension PlayoutQueue {
         #expect(q.slot() == .sent([Int16](repeating: 4, count: 160), marker: true))
     }
 
-    @Test func aStalledPacerDropsWhatARealTimeSourceSentMeanwhile() {
-        // Frames 1, 2, 3 arrived while two slots passed unplayed: playing them late would keep
-        // the caller two slots behind, so the two oldest go and frame 3 plays, as a new talkspurt.
+    @Test func aStalledPacerCatchesUpWhatARealTimeSourceSentMeanwhile() {
+        // Frames 1, 2, 3 arrived while two slots passed unplayed: played at the normal pace they
+        // would keep the caller two slots behind, so the next four slots come at half spacing
+        // (gaining 40 ms) and nothing is dropped.
         let q = queue()
         q.enqueue(frame(9), sampleRate: 8000)
         _ = q.slot()
         for v in Int16(1)...3 { q.enqueue(frame(v), sampleRate: 8000) }
         q.skipSlots(2)
-        #expect(q.slot() == .sent([Int16](repeating: 3, count: 160), marker: true))
-        #expect(q.droppedSamples == 320)
+        #expect(q.slot() == sent(1, marker: true, hurry: true))
+        #expect(q.slot() == sent(2, hurry: true))
+        #expect(q.slot() == sent(3, hurry: true))
+        q.enqueue(frame(4), sampleRate: 8000)
+        #expect(q.slot() == sent(4, hurry: true))
+        q.enqueue(frame(5), sampleRate: 8000)
+        #expect(q.slot() == sent(5))
+        #expect(q.droppedSamples == 0)
     }
 
     @Test func aStalledPacerKeepsAudioTheAISentAhead() {
@@ -127,7 +138,7 @@ extension PlayoutQueue {
         #expect(q.droppedSamples == 0)
     }
 
-    @Test func lateAudioThatBunchedUpIsDroppedSoTheCallerStaysInTime() {
+    @Test func lateAudioThatBunchedUpIsCaughtUpSoTheCallerStaysInTime() {
         let q = queue()
         q.enqueue(frame(1), sampleRate: 8000)
         _ = q.slot()
@@ -137,11 +148,12 @@ extension PlayoutQueue {
         #expect(q.slot() == .sent([Int16](repeating: 0, count: 160), marker: false))
         q.enqueue(frame(2), sampleRate: 8000)
         q.enqueue(frame(3), sampleRate: 8000)
-        // They come together; frame 4 is due now.
-        #expect(q.slot() == .wait)
-        #expect(q.droppedSamples == 320)
+        // They come together: played 10 ms apart, then frame 4 (due about now) too.
+        #expect(q.slot() == sent(2, hurry: true))
+        #expect(q.slot() == sent(3, hurry: true))
         q.enqueue(frame(4), sampleRate: 8000)
-        #expect(q.slot() == .sent([Int16](repeating: 4, count: 160), marker: false))
+        #expect(q.slot() == sent(4))
+        #expect(q.droppedSamples == 0)
     }
 
     @Test func aNewBurstAfterTheTailLosesNothing() {
@@ -162,15 +174,14 @@ extension PlayoutQueue {
     }
 
     @Test func marksInDroppedAudioAreReported() {
-        let q = queue()
-        q.enqueue(frame(9), sampleRate: 8000)
-        _ = q.slot()
+        // Audio beyond maxBufferedMs drops the oldest, and a mark in it counts as reached.
+        let q = PlayoutQueue(outputRate: 8000, maxBufferedMs: 40, aiSampleRate: 8000)
         q.enqueue(frame(1), sampleRate: 8000)
         q.addMark("gone")
-        q.enqueue(frame(2), sampleRate: 8000)
-        q.skipSlots(1)
+        for v in Int16(2)...4 { q.enqueue(frame(v), sampleRate: 8000) }
         let (_, marks) = q.take(late: false) { _, _ in true }
         #expect(marks == ["gone"])
+        #expect(q.droppedSamples == 2 * 160)
     }
 
     @Test func aStallThatOutlastsTheTailIsCaughtUpWithinTheWindow() {
@@ -181,11 +192,29 @@ extension PlayoutQueue {
         _ = q.slot()
         #expect(q.slot() == .parked)
         // Four slots played none of frames 2-5 (two silent, two parked); they come at once with
-        // frame 6, which is due now.
+        // frame 6, which is due now: eight slots at half spacing catch the caller up.
         q.skipSlots(1)
         for v in Int16(2)...6 { q.enqueue(frame(v), sampleRate: 8000) }
-        #expect(q.slot() == .sent([Int16](repeating: 6, count: 160), marker: true))
-        #expect(q.droppedSamples == 4 * 160)
+        #expect(q.slot() == sent(2, marker: true, hurry: true))
+        for v in Int16(3)...6 { #expect(q.slot() == sent(v, hurry: true)) }
+        #expect(q.droppedSamples == 0)
+    }
+
+    @Test func fewerFramesThanMissedSlotsAreCaughtUpToo() {
+        // A stall upstream: three slots went silent or parked, then two frames came at once.
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        _ = q.slot()
+        #expect(q.slot() == .parked)
+        q.enqueue(frame(2), sampleRate: 8000)
+        q.enqueue(frame(3), sampleRate: 8000)
+        q.skipSlots(0)
+        #expect(q.slot() == sent(2, marker: true, hurry: true))
+        #expect(q.slot() == sent(3, hurry: true))
+        q.enqueue(frame(4), sampleRate: 8000)
+        #expect(q.slot() == sent(4))
     }
 
     @Test func audioAfterAPauseIsNeverDropped() {
@@ -211,5 +240,28 @@ extension PlayoutQueue {
         #expect(q.slot() == .sent([Int16](repeating: 2, count: 160), marker: false))
         #expect(q.droppedSamples == 0)
     }
-}
 
+    @Test func aStandingBacklogOfOneFrameIsCaughtUp() {
+        // A real-time source one frame behind for a whole window: the window's last slot and the
+        // next come at half spacing, after which each frame plays as it arrives.
+        let q = queue()
+        let window = PlayoutQueue.backlogWindowSlots
+        q.enqueue(frame(0), sampleRate: 8000)
+        for n in 1..<window {
+            q.enqueue(frame(Int16(n)), sampleRate: 8000)
+            #expect(q.slot() == sent(Int16(n - 1), marker: n == 1))
+        }
+        q.enqueue(frame(Int16(window)), sampleRate: 8000)
+        #expect(q.slot() == sent(Int16(window - 1), hurry: true))
+        #expect(q.slot() == sent(Int16(window), hurry: true))
+        q.enqueue(frame(100), sampleRate: 8000)
+        #expect(q.slot() == sent(100))
+        #expect(q.droppedSamples == 0)
+    }
+
+    @Test func aBurstSentAheadDrainsAtTheNormalPace() {
+        let q = queue()
+        for v in Int16(1)...40 { q.enqueue(frame(v), sampleRate: 8000) }
+        for v in Int16(1)...40 { #expect(q.slot() == sent(v, marker: v == 1)) }
+    }
+}

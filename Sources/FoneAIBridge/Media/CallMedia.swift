@@ -33,6 +33,8 @@ public final class CallMedia: MediaLeg {
     private let inPackets = Atomic<UInt64>(0)
     private let outPackets = Atomic<UInt64>(0)
     private let pacerStopped = Atomic<Bool>(false)
+    /// When AI audio last arrived (RTPPacer.nowMs), for the pacer to keep its grid close behind.
+    private let lastAudioMs = Atomic<Int64>(0)
     private let rtp: Mutex<RTPState>
     /// Where to wake the pacer when the playout queue un-parks; nil until playout starts.
     private let pacer = Mutex<(loop: any EventLoop, pacer: NIOLoopBound<RTPPacer>)?>(nil)
@@ -78,12 +80,14 @@ public final class CallMedia: MediaLeg {
     // MARK: AI → Asterisk
 
     public var remote: SocketAddress? { rtp.withLock { $0.remote } }
+    var lastAudioArrivalMs: Int64 { lastAudioMs.load(ordering: .relaxed) }
 
     func setRemote(_ remote: SocketAddress) {
         rtp.withLock { $0.remote = remote }
     }
 
     public func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int) {
+        lastAudioMs.store(RTPPacer.nowMs(), ordering: .relaxed)
         if playout.enqueue(pcm, sampleRate: sampleRate) { wakePacer() }
     }
 
@@ -133,7 +137,7 @@ public final class CallMedia: MediaLeg {
             }
         }
         for mark in marks { onMarkReached(mark) }
-        if case .sent(true) = taken { outPackets.wrappingAdd(1, ordering: .relaxed) }
+        if case .sent(true, _) = taken { outPackets.wrappingAdd(1, ordering: .relaxed) }
         return taken
     }
 }

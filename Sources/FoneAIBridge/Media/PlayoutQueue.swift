@@ -31,6 +31,12 @@ public final class PlayoutQueue: Sendable {
         var inSilentTail = false
         /// Slots since the last audio frame that played none (silence after a burst, or stalls).
         var missedSlots = 0
+        /// Slots still to play at half spacing, catching up audio that bunched up (see `catchUp`).
+        var hurrySlots = 0
+        /// The frames left queued after each slot of the current backlog window (see `watchBacklog`).
+        var backlogSlots = 0
+        var backlogMin = 0
+        var backlogMax = 0
         var startsTalkspurt = true
         var frame: [Int16]
         var decoded: [Int16] = []
@@ -94,6 +100,8 @@ public final class PlayoutQueue: Sendable {
             state.silentTail = 0
             state.inSilentTail = false
             state.missedSlots = 0
+            state.hurrySlots = 0
+            state.backlogSlots = 0
             state.startsTalkspurt = true
             return state.playout.clear()
         }
@@ -117,27 +125,56 @@ public final class PlayoutQueue: Sendable {
     static let catchUpWindowSlots = 5
 
     /// Audio is back after slots that played none of it (the pacer stalled, or the audio came
-    /// too late and the caller heard silence instead). If what is queued is about what those
+    /// too late and the caller heard silence instead). If what is queued is no more than those
     /// slots should have played, the source streams in real time and that audio bunched up:
-    /// playing it now would keep the caller that far behind for the rest of the burst, so it is
-    /// dropped (and counted). Audio the AI sent ahead (a deeper queue), a lone frame (it may
-    /// start a new burst), and audio after a pause (more than `catchUpWindowSlots`) are kept.
+    /// played at the normal pace it would keep the caller behind for the rest of the burst, so
+    /// it is played at twice the pace until the caller is back in time (each hurried slot
+    /// gains 10 ms; nothing is dropped). Audio the AI sent ahead (a deeper queue), a lone frame
+    /// (it may start a new burst), and audio after a pause (more than `catchUpWindowSlots`)
+    /// play at the normal pace.
     private func catchUp(_ state: inout State) {
         let frames = state.playout.depthSamples / frameSamples
         let missed = state.missedSlots
-        // At least two frames: one frame alone may just as well start a new burst.
-        if missed <= Self.catchUpWindowSlots && frames >= max(missed, 2) && frames <= missed + 1 {
-            state.playout.dropQueued(missed * frameSamples)
-            // Wait for the next frame (due about now) rather than ending the burst.
-            state.silentTail = max(state.silentTail, 1)
-            state.inSilentTail = false
+        if missed <= Self.catchUpWindowSlots && frames >= 2 && frames <= missed + 1 {
+            state.hurrySlots = 2 * (frames - 1)
         }
         state.missedSlots = 0
     }
 
+    /// Slots a backlog is watched before it is caught up.
+    static let backlogWindowSlots = 25
+    /// Deeper than this (in frames) the AI sent audio ahead, which plays at the normal pace.
+    static let maxCaughtUpBacklog = 4
+
+    /// A small backlog that stays (audio that bunched up while the slot still waited for it,
+    /// so no slot was missed) keeps the caller that far behind for the rest of a real-time
+    /// stream: when every slot of a window left between `n` and `n + 1` frames queued, with
+    /// `n` at most `maxCaughtUpBacklog`, the next `2n` slots come at half spacing. A burst the
+    /// AI sent ahead drains steadily or runs deeper, and is left alone.
+    private func watchBacklog(_ state: inout State) {
+        let frames = state.playout.depthSamples / frameSamples
+        guard frames > 0, state.hurrySlots == 0 else {
+            state.backlogSlots = 0
+            return
+        }
+        if state.backlogSlots == 0 {
+            (state.backlogMin, state.backlogMax) = (frames, frames)
+        } else {
+            state.backlogMin = min(state.backlogMin, frames)
+            state.backlogMax = max(state.backlogMax, frames)
+        }
+        state.backlogSlots += 1
+        guard state.backlogSlots >= Self.backlogWindowSlots else { return }
+        state.backlogSlots = 0
+        if state.backlogMin <= Self.maxCaughtUpBacklog && state.backlogMax <= state.backlogMin + 1 {
+            state.hurrySlots = 2 * state.backlogMin
+        }
+    }
+
     public enum Take<R: Sendable>: Sendable {
-        /// `emit` was called with this slot's frame.
-        case sent(R)
+        /// `emit` was called with this slot's frame; `hurry`: the next slot comes after half a
+        /// frame (catching up, see `catchUp`).
+        case sent(R, hurry: Bool)
         /// Less than a frame is queued, or a burst has just run dry: ask again shortly (with
         /// `late: true` once the slot's grace is over).
         case wait
@@ -159,6 +196,7 @@ public final class PlayoutQueue: Sendable {
                 state.silentTail = Self.silentTailFrames
                 state.inSilentTail = false
                 state.missedSlots = 0
+                watchBacklog(&state)
             } else if depth > 0 || (state.silentTail > 0 && !state.inSilentTail && !late) {
                 return (.wait, Self.reachedMarks(&state))
             } else if state.silentTail > 0 {
@@ -169,14 +207,17 @@ public final class PlayoutQueue: Sendable {
             } else {
                 state.parked = true
                 state.inSilentTail = false
+                state.hurrySlots = 0
                 state.missedSlots += 1
                 state.startsTalkspurt = true
                 return (.parked, Self.reachedMarks(&state))
             }
             let starts = state.startsTalkspurt
             state.startsTalkspurt = false
+            let hurry = state.hurrySlots > 0
+            if hurry { state.hurrySlots -= 1 }
             let result = state.frame.withUnsafeBufferPointer { emit($0, starts) }
-            return (.sent(result), Self.reachedMarks(&state))
+            return (.sent(result, hurry: hurry), Self.reachedMarks(&state))
         }
     }
 

@@ -19,6 +19,15 @@ final class RTPPacer {
     /// whole milliseconds), so the next frames, arriving with the AI's jitter, still find their
     /// slot due rather than just passed and keep the 20 ms spacing.
     static let leadMs: Int64 = 1
+    /// The grid follows the AI's timing. Audio that arrives after its slot (by at most
+    /// `followLateMs`) moves the grid half that much later, so neither the late packet's
+    /// interval nor the next one is off by more than the lateness; audio waiting for its slot
+    /// earns the grid a move 1 ms earlier after `earlierAfterWaitMs` (each slot counts the
+    /// wait, up to 4 ms: a grid far behind the audio catches up within a second or two). So
+    /// the grid settles just behind the AI's frames, whatever phase they keep: about one frame
+    /// in a hundred arrives late (by a millisecond or two, mostly), and latency stays low.
+    static let followLateMs: Int64 = 5
+    static let earlierAfterWaitMs: Int64 = 100
     /// Buckets in the wheel: a power of two above the farthest anything is scheduled ahead (one slot).
     static let wheelSize = 64
 
@@ -42,6 +51,10 @@ final class RTPPacer {
         /// The bucket the call waits in, or nil when it is parked (not in the wheel).
         var bucketMs: Int64?
         var stopped = false
+        /// The last slot had to wait for its audio.
+        var waited = false
+        /// Milliseconds audio waited for its slots since the grid last moved earlier.
+        var waitedForSlotsMs: Int64 = 0
         /// The last packet's buffer, reused once the kernel has it (NIO then lets go of it).
         var packet: ByteBuffer
 
@@ -99,24 +112,48 @@ final class RTPPacer {
         call.bucketMs = nil
         guard !call.stopped else { return false }
         if now - call.dueMs >= 2 * Self.frameMs {
-            // The loop stalled: skip the missed slots rather than burst (Asterisk has no jitter
-            // buffer and would play a burst as extra delay).
+            // The loop stalled: skip the missed slots rather than send them all at once (Asterisk
+            // has no jitter buffer); the playout queue catches up at twice the pace instead.
             let missed = (now - call.dueMs) / Self.frameMs
             skippedSlots &+= UInt64(missed)
             call.media.skipSlots(Int(missed))
             call.dueMs += missed * Self.frameMs
         }
         switch call.media.playSlot(late: now >= call.dueMs + Self.graceMs, into: &call.packet, channel: channel) {
-        case .sent:
-            call.dueMs += Self.frameMs
+        case .sent(_, let hurry):
+            if hurry {
+                call.waited = false
+                call.dueMs += Self.frameMs / 2
+            } else {
+                followAudio(call, sentAtMs: now)
+                call.dueMs += Self.frameMs
+            }
             schedule(call, atMs: max(call.dueMs, now + 1))
             return true
         case .wait:
+            call.waited = true
             schedule(call, atMs: now + 1)
             return false
         case .parked:
             call.dueMs += Self.frameMs
             return false
+        }
+    }
+
+    /// Moves the call's grid after the audio (see `followLateMs`).
+    private func followAudio(_ call: PacedCall, sentAtMs now: Int64) {
+        if call.waited {
+            call.waited = false
+            let lateness = now - call.dueMs
+            if lateness > 0 && lateness <= Self.followLateMs { call.dueMs += (lateness + 1) / 2 }
+            return
+        }
+        let wait = call.dueMs - call.media.lastAudioArrivalMs
+        guard wait >= 1 else { return }
+        call.waitedForSlotsMs += min(wait, 4)
+        if call.waitedForSlotsMs >= Self.earlierAfterWaitMs {
+            call.waitedForSlotsMs = 0
+            call.dueMs -= 1
         }
     }
 
