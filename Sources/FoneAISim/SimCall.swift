@@ -208,6 +208,18 @@ public final class SimCall: Sendable {
         state.withLock { $0.strictRTPDropped += 1 }
     }
 
+    /// Makes room for `seconds` of recording up front (load benchmark): growing large arrays
+    /// mid-call copies megabytes and stalls the event loop that records, which the measurements
+    /// would then blame on the bridge.
+    public func reserveRecording(seconds: Double) {
+        let packets = Int(seconds * 50) + 50
+        state.withLock { st in
+            st.heard.reserveCapacity(packets * 160)
+            st.heardPackets.reserveCapacity(packets)
+            st.sentNanos.reserveCapacity(packets)
+        }
+    }
+
     func recordHeard(samples: [Int16], packet: SimHeardPacket) {
         state.withLock { st in
             st.heard.append(contentsOf: samples)

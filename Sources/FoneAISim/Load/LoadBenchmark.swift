@@ -135,7 +135,9 @@ public enum LoadBenchmark {
             let spec = SimCallSpec.dialplan(
                 exten: "100", apiKey: "load", callerNumber: "\(5_550_000 + i)", callerName: "Load \(i)",
                 audio: .tone(hz: o.toneHz, seconds: .infinity))
-            calls.append(await sim.placeCall(spec))
+            let call = await sim.placeCall(spec)
+            call.reserveRecording(seconds: o.holdSeconds + 2 * Double(o.calls) / o.rate + 10)
+            calls.append(call)
         }
         // Every call bridged (or given up on) before the concurrent window.
         let bridgeDeadline = clock.now + .seconds(15)
