@@ -11,8 +11,10 @@
 #   BENCH_BIN=.build/release      where foneai-bridge and foneai-sim are
 #   BENCH_OUT=out/bench           per-run JSON and text output
 #   BENCH_DOCS=docs               where benchmarks.md and benchmarks.json go
-#   BENCH_NICE=-10                nice value for the simulator and the daemon (negative needs root;
-#                                 keeps other work on a shared machine from starving the run)
+#   BENCH_NICE=-10                nice value for the simulator (negative needs root; keeps other
+#                                 work on a shared machine from starving the run)
+#   BENCH_PIN=1                   daemon on the last CPU alone, simulator on the others (0: both
+#                                 anywhere); the target allows the daemon one core
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,6 +28,14 @@ OUT="${BENCH_OUT:-out/bench}"
 DOCS="${BENCH_DOCS:-docs}"
 SIM="$BIN/foneai-sim"
 NICE="${BENCH_NICE:--10}"
+PIN="${BENCH_PIN:-1}"
+PIN_CMD=()
+PIN_ARGS=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    last=$(( $(nproc) - 1 ))
+    PIN_CMD=(taskset -c "0-$(( last - 1 ))")
+    PIN_ARGS=(--daemon-cpu "$last")
+fi
 NICE_CMD=()
 if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null && [ "$(nice -n "$NICE" nice)" = "$NICE" ]; then
     NICE_CMD=(nice -n "$NICE")
@@ -36,14 +46,14 @@ command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 
 mkdir -p "$OUT"
 rm -f "$OUT"/load-*.json "$OUT"/load-*.txt
 
-echo "nice: ${NICE_CMD[*]:-none}"
+echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 run() {  # run N: one load run, results in $OUT/load-N.json
     local n="$1"
     echo "=== $n calls, ${SECS} s, ${RATE}/s (load average $(cut -d' ' -f1 /proc/loadavg))"
-    if "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
-        --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
+    if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
+        "${PIN_ARGS[@]}" --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
         :
     else
         echo "run with $n calls failed (see above)"
@@ -84,4 +94,4 @@ if [ "$SEARCH" = 1 ]; then
 fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
-    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE)" "$OUT"/load-*.json
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN)" "$OUT"/load-*.json
