@@ -98,7 +98,14 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "FoneAIBridgeTests", dependencies: ["FoneAIBridge"]),
+        .testTarget(
+            name: "FoneAIBridgeTests",
+            dependencies: [
+                "FoneAIBridge",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -1,0 +1,145 @@
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Synchronization
+import Testing
+
+@testable import FoneAIBridge
+
+/// The AI session's channel handler and `AIOutbound` on an embedded channel: what goes on the
+/// wire, in which order, and what happens when the AI reads too slowly or closes.
+@Suite struct AIWebSocketHandlerTests {
+    let call = AICallInfo(callId: "foneai-0123456789ab", channelId: "1.2", callerNumber: "555", callerName: "Al",
+                          exten: "100", context: "foneai-in", campaign: nil, apiKey: "secret", custom: .null,
+                          args: [], sampleRate: 16000)
+
+    final class Recorder: Sendable {
+        let audio = Mutex<[ByteBuffer]>([])
+        let events = Mutex<[String]>([])
+    }
+
+    struct Session {
+        let channel: EmbeddedChannel
+        let loop: EmbeddedEventLoop
+        let outbound: AIOutbound
+        let recorder: Recorder
+
+        /// The next frame written to the AI: its payload as handed to NIO's frame encoder (which
+        /// applies the mask key), and whether it has a mask key.
+        func sent() throws -> (WebSocketOpcode, ByteBuffer, masked: Bool)? {
+            guard let frame = try channel.readOutbound(as: WebSocketFrame.self) else { return nil }
+            return (frame.opcode, frame.data, frame.maskKey != nil)
+        }
+
+        func handler() throws -> AIWebSocketHandler {
+            try channel.pipeline.syncOperations.handler(type: AIWebSocketHandler.self)
+        }
+
+        func sentText() throws -> String? {
+            guard let (opcode, data, _) = try sent(), opcode == .text else { return nil }
+            return String(buffer: data)
+        }
+    }
+
+    func open() throws -> Session {
+        let loop = EmbeddedEventLoop()
+        let outbound = AIOutbound(eventLoop: loop, maxQueuedAudioFrames: 3)
+        let recorder = Recorder()
+        let handler = AIWebSocketHandler(dialect: NativeDialect(), outbound: outbound, onAudio: { pcm, _ in
+            recorder.audio.withLock { $0.append(pcm) }
+        }) { event in
+            let text: String = switch event {
+            case .inbound(.message(let message)): "message \(message)"
+            case .inbound(.malformed): "malformed"
+            case .inbound(let other): "\(other)"
+            case .closed(let failure): "closed \(failure ?? "cleanly")"
+            }
+            recorder.events.withLock { $0.append(text) }
+        }
+        let channel = EmbeddedChannel(handler: handler, loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        return Session(channel: channel, loop: loop, outbound: outbound, recorder: recorder)
+    }
+
+    func pcm(_ value: UInt8, bytes: Int = 640) -> ByteBuffer {
+        ByteBuffer(bytes: [UInt8](repeating: value, count: bytes))
+    }
+
+    @Test func queuedAudioAndControlFollowTheOpeningMessageMasked() throws {
+        let s = try open()
+        // Before the socket opens: four frames into a queue of three (the oldest goes), and a DTMF.
+        for v in UInt8(1)...4 { s.outbound.sendAudio(pcm(v)) }
+        s.outbound.send(.dtmf(digit: "5", durationMs: 100))
+        s.loop.run()
+        #expect(s.outbound.audioFramesDropped == 1)
+        try s.handler().open(call: call)
+        #expect(try s.sentText()?.contains("\"type\":\"start\"") == true)
+        for v in UInt8(2)...4 {
+            let (opcode, data, masked) = try #require(try s.sent())
+            #expect(opcode == .binary && masked && data == pcm(v))
+        }
+        #expect(try s.sentText()?.contains("\"dtmf\"") == true)
+        // Open: audio goes out at once.
+        s.outbound.sendAudio(pcm(9))
+        #expect(try s.sent()?.1 == pcm(9))
+    }
+
+    @Test func aSlowAILosesAudioFramesButNotControlMessages() throws {
+        let s = try open()
+        try s.handler().open(call: call)
+        _ = try s.sent()  // start
+        s.channel.isWritable = false
+        s.outbound.sendAudio(pcm(1))
+        s.outbound.sendAudio(pcm(2))
+        s.outbound.send(.mark("m1"))
+        s.loop.run()
+        #expect(s.outbound.audioFramesDropped == 2)
+        #expect(try s.sentText()?.contains("\"m1\"") == true)
+        #expect(try s.sent() == nil)
+        s.channel.isWritable = true
+        s.outbound.sendAudio(pcm(3))
+        #expect(try s.sent()?.1 == pcm(3))
+    }
+
+    @Test func aiFramesAreDecodedPingsAnsweredAndMalformedTextCounted() throws {
+        let s = try open()
+        try s.handler().open(call: call)
+        _ = try s.sent()
+        try s.channel.writeInbound(WebSocketFrame(fin: true, opcode: .binary, data: pcm(7, bytes: 320)))
+        try s.channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: #"{"type":"mark","name":"a"}"#)))
+        try s.channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: "not json")))
+        try s.channel.writeInbound(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "p")))
+        #expect(s.recorder.audio.withLock { $0 } == [pcm(7, bytes: 320)])
+        #expect(s.recorder.events.withLock { $0 } == ["message mark(\"a\")", "malformed"])
+        let (opcode, data, masked) = try #require(try s.sent())
+        #expect(opcode == .pong && data == ByteBuffer(string: "p") && masked)
+    }
+
+    @Test func finishSendsStopThenACloseFrameAndTheAIsAnswerClosesTheSocket() throws {
+        let s = try open()
+        try s.handler().open(call: call)
+        _ = try s.sent()
+        s.outbound.finish(with: .stop(reason: "ended"))
+        s.loop.run()
+        s.outbound.sendAudio(pcm(1))  // after finish: never sent
+        #expect(try s.sentText()?.contains("\"stop\"") == true)
+        let (opcode, code, _) = try #require(try s.sent())
+        #expect(opcode == .connectionClose && code == ByteBuffer(bytes: [0x03, 0xE8]))
+        #expect(try s.sent() == nil)
+        try s.channel.writeInbound(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8])))
+        s.loop.run()
+        #expect(!s.channel.isActive)
+        #expect(s.recorder.events.withLock { $0 } == ["closed cleanly"])
+    }
+
+    @Test func anAIThatStopsAnsweringPingsIsClosed() throws {
+        let s = try open()
+        try s.handler().open(call: call)
+        _ = try s.sent()
+        s.loop.advanceTime(by: AIWebSocketHandler.pingInterval)
+        #expect(try s.sent()?.0 == .ping)
+        s.loop.advanceTime(by: AIWebSocketHandler.pingInterval)
+        #expect(!s.channel.isActive)
+        #expect(s.recorder.events.withLock { $0 }.first?.hasPrefix("closed no answer to a ping") == true)
+    }
+}
