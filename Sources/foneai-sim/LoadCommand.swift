@@ -3,7 +3,7 @@
 import ArgumentParser
 import Dispatch
 import FoneAISim
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -16,14 +16,6 @@ struct LoadCommand: AsyncParsableCommand {
         subcommands: [LoadRunCommand.self, LoadReportCommand.self],
         defaultSubcommand: LoadRunCommand.self
     )
-}
-
-private func loadOut(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
-}
-
-private func loadErr(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
 struct LoadRunCommand: AsyncParsableCommand {
@@ -62,7 +54,7 @@ struct LoadRunCommand: AsyncParsableCommand {
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
                 LoadBenchmark.currentDaemon.withLock { $0?.kill9() }
-                loadErr("foneai-sim load: interrupted")
+                stderrLine("foneai-sim load: interrupted")
                 Glibc.exit(130)
             }
             src.resume()
@@ -79,17 +71,17 @@ struct LoadRunCommand: AsyncParsableCommand {
         options.maxBufferedAudioMs = maxBufferedAudioMs
         let result: LoadResult
         do {
-            result = try await LoadBenchmark.run(options) { loadErr("load: \($0)") }
+            result = try await LoadBenchmark.run(options) { stderrLine("load: \($0)") }
         } catch {
-            loadErr("foneai-sim load: \(error)")
+            stderrLine("foneai-sim load: \(error)")
             throw ExitCode(2)
         }
-        loadOut(result.summary)
+        print(result.summary)
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(result).write(to: URL(fileURLWithPath: json))
-            loadErr("load: results written to \(json)")
+            stderrLine("load: results written to \(json)")
         }
         if failOnTargets && !result.allTargetsMet { throw ExitCode(1) }
     }
@@ -124,6 +116,6 @@ struct LoadReportCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(LoadReport.Combined(command: command, runs: results)).write(to: URL(fileURLWithPath: jsonOut))
-        loadErr("load report: \(results.count) runs → \(markdown), \(jsonOut)")
+        stderrLine("load report: \(results.count) runs → \(markdown), \(jsonOut)")
     }
 }

@@ -3,7 +3,6 @@
 import ArgumentParser
 import Dispatch
 import FoneAISim
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -13,8 +12,20 @@ import Glibc
 
 /// Unbuffered print (stdout may be a pipe or a file: show lines as they happen).
 func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
-    let text = items.map { "\($0)" }.joined(separator: separator) + terminator
-    FileHandle.standardOutput.write(Data(text.utf8))
+    writeAll(1, items.map { "\($0)" }.joined(separator: separator) + terminator)
+}
+
+func stderrLine(_ s: String) {
+    writeAll(2, s + "\n")
+}
+
+private func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return }
+        bytes = bytes.dropFirst(n)
+    }
 }
 
 /// Catches SIGINT and SIGTERM from the moment it is created; `wait()` returns the first one.
@@ -41,12 +52,8 @@ final class TerminationSignals: @unchecked Sendable {
     }
 }
 
-func stderrLine(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
-}
-
 func fmt(_ v: Double, _ digits: Int = 0) -> String {
-    String(format: "%.\(digits)f", v)
+    LoadResult.fmt(v, digits)
 }
 
 func pad(_ s: String, _ n: Int) -> String {
@@ -289,7 +296,7 @@ struct DemoCommand: AsyncParsableCommand {
     static func aiTone(for index: Int) -> Double { 1500 + Double(index % 7) * 100 }
 
     func run() async throws {
-        guard FileManager.default.isExecutableFile(atPath: bridge) else {
+        guard access(bridge, X_OK) == 0 else {
             stderrLine("foneai-sim demo: \(bridge) is not an executable file")
             throw ExitCode(2)
         }
@@ -335,40 +342,33 @@ struct DemoCommand: AsyncParsableCommand {
             }
         })
 
-        // Config for the daemon.
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("foneai-sim-demo-\(getpid())-\(Int.random(in: 1000...9999))")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        // Config for the daemon, and the daemon (its output in a log file, followed below).
         let rtpPort = try await SimPorts.freeUDPPort()
-        let configPath = tmp.appendingPathComponent("config.json").path
-        let config = """
+        let daemonConfig: (String) -> String = { controlSocket in
+            """
             {"ari":{"url":"\(sim.ariURL)","username":"\(username)","password":"\(password)","appName":"\(app)"},
              "rtpServer":{"port":"\(rtpPort)","format":"slin16","host":"127.0.0.1","swap16":true,"socketType":"udp4"},
              "asterisk":{"packetTimestampIncrement":160,"rtpPayloadType":11},
              "ai":{"serverUrl":"\(ai.url)"},
              "log":{"logLevel":"\(logLevel)"},
-             "control":{"socketPath":"\(tmp.appendingPathComponent("control.sock").path)"}}
+             "control":{"socketPath":"\(controlSocket)"}}
             """
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        print("fake Asterisk \(sim.ariURL), AI \(ai.url), RTP port \(rtpPort), config \(configPath)")
-
-        // Launch the daemon.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: bridge)
-        process.arguments = [configPath]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let quiet = quietBridge
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty, !quiet else { return }
-            let text = String(decoding: data, as: UTF8.self)
-            for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-                FileHandle.standardError.write(Data("  bridge| \(line)\n".utf8))
+        }
+        let daemon = try LoadDaemon.launch(binary: bridge, config: daemonConfig)
+        print("fake Asterisk \(sim.ariURL), AI \(ai.url), RTP port \(rtpPort), config \(daemon.configPath)")
+        print("started \(bridge) (pid \(daemon.pid))")
+        let follower = Task { [quietBridge] in
+            var offset = 0
+            while true {
+                let (text, end) = daemon.log(from: offset)
+                offset = end
+                if !quietBridge {
+                    for line in text.split(separator: "\n") { stderrLine("  bridge| " + line) }
+                }
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(100))
             }
         }
-        try process.run()
-        print("started \(bridge) (pid \(process.processIdentifier))")
 
         var failures: [String] = []
         var demoCalls: [DemoCall] = []
@@ -413,31 +413,26 @@ struct DemoCommand: AsyncParsableCommand {
         }
 
         // Stop the daemon with SIGTERM.
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let stopDeadline = ContinuousClock.now + .seconds(15)
-            while process.isRunning && ContinuousClock.now < stopDeadline {
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            if process.isRunning {
+        if let early = daemon.exitStatus {
+            failures.append("the daemon exited early with status \(early)")
+        } else {
+            let status = await daemon.terminate(timeout: .seconds(15)).status
+            if status == nil {
                 failures.append("the daemon did not exit within 15 s of SIGTERM (killed)")
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            } else if process.terminationStatus != 0 {
-                failures.append("the daemon exited with status \(process.terminationStatus) after SIGTERM")
+            } else if status != 0 {
+                failures.append("the daemon exited with status \(status ?? -1) after SIGTERM")
             } else {
                 print("daemon exited 0 after SIGTERM")
             }
-        } else {
-            failures.append("the daemon exited early with status \(process.terminationStatus)")
         }
-        pipe.fileHandleForReading.readabilityHandler = nil
+        follower.cancel()
+        await follower.value
 
         print("counters: \(await sim.counters)")
         for s in await sim.strictRTPDropSources.prefix(5) { print("strict RTP drop: \(s)") }
         await sim.stop()
         await ai.stop()
-        if !keepTemp { try? FileManager.default.removeItem(at: tmp) }
+        if !keepTemp { daemon.removeDirectory() }
 
         if failures.isEmpty {
             print("DEMO PASSED: \(demoCalls.count) calls ended as expected, nothing leaked.")

@@ -117,6 +117,21 @@ public final class LoadDaemon: Sendable {
         _ = waitpid(pid, nil, 0)
     }
 
+    /// The daemon's log from byte `offset` on, and the offset after it (to follow the log).
+    public func log(from offset: Int) -> (text: String, end: Int) {
+        let fd = open(logPath, O_RDONLY)
+        guard fd >= 0 else { return ("", offset) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset + out.count)) }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return (String(decoding: out, as: UTF8.self), offset + out.count)
+    }
+
     /// The daemon's log so far (the last `maxBytes`).
     public func logTail(maxBytes: Int = 4000) -> String {
         let s = LoadFiles.read(logPath) ?? ""

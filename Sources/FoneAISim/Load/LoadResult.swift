@@ -237,7 +237,7 @@ public struct LoadResult: Codable, Sendable {
 }
 
 extension LoadResult {
-    static func fmt(_ v: Double, _ digits: Int = 1) -> String {
+    public static func fmt(_ v: Double, _ digits: Int = 1) -> String {
         guard v.isFinite else { return "\(v)" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
