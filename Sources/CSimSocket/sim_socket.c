@@ -55,3 +55,25 @@ int sim_thread_pin(int cpu) {
     return -1;
 #endif
 }
+
+int sim_usable_cpus(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    return CPU_COUNT(&set);
+#else
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+int sim_thread_realtime(int priority) {
+#if defined(__linux__)
+    struct sched_param param = { .sched_priority = priority };
+    return sched_setscheduler(0, priority > 0 ? SCHED_FIFO : SCHED_OTHER, &param);
+#else
+    (void)priority;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}

@@ -36,6 +36,11 @@ struct LoadRunCommand: AsyncParsableCommand {
     var maxBufferedAudioMs: Int?
     @Option(name: .customLong("daemon-cpu"), help: "Run the daemon on this CPU alone (start foneai-sim under taskset to keep the simulator off it).")
     var daemonCPU: Int?
+    @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling).")
+    var realtimePriority: Int?
+    @Option(help: "Seed of the random (Poisson) call arrival times.") var seed: UInt64 = 1
+    @Option(name: .customLong("times"), help: "Write each call's raw timestamps (AI echo sends, caller arrivals, latencies) to this text file.")
+    var timesPath: String?
     @Flag(name: .customLong("keep-temp"), help: "Keep the daemon's temporary directory (config, log).") var keepTemp = false
     @Flag(name: .customLong("fail-on-targets"), help: "Exit 1 when a target of issue 7 is not met.") var failOnTargets = false
 
@@ -46,6 +51,7 @@ struct LoadRunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        LoadBenchmark.fitEventLoopsToCPUs()
         // Ctrl-C / SIGTERM: take the daemon down with us.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
@@ -69,6 +75,9 @@ struct LoadRunCommand: AsyncParsableCommand {
         options.keepTemp = keepTemp
         options.daemonCPU = daemonCPU
         options.maxBufferedAudioMs = maxBufferedAudioMs
+        options.timesPath = timesPath
+        options.seed = seed
+        options.realtimePriority = realtimePriority
         let result: LoadResult
         do {
             result = try await LoadBenchmark.run(options) { stderrLine("load: \($0)") }

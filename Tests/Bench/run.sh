@@ -15,6 +15,8 @@
 #                                 work on a shared machine from starving the run)
 #   BENCH_PIN=1                   daemon on the last CPU alone, simulator on the others (0: both
 #                                 anywhere); the target allows the daemon one core
+#   BENCH_REALTIME=10             SCHED_FIFO priority of the simulator's event loop (0: normal
+#                                 scheduling; needs root); the daemon always runs at normal priority
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,6 +38,11 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     PIN_CMD=(taskset -c "0-$(( last - 1 ))")
     PIN_ARGS=(--daemon-cpu "$last")
 fi
+REALTIME="${BENCH_REALTIME:-10}"
+RT_ARGS=()
+if [ "$REALTIME" != 0 ] && command -v chrt >/dev/null && chrt -f "$REALTIME" true 2>/dev/null; then
+    RT_ARGS=(--realtime "$REALTIME")
+fi
 NICE_CMD=()
 if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null && [ "$(nice -n "$NICE" nice)" = "$NICE" ]; then
     NICE_CMD=(nice -n "$NICE")
@@ -46,14 +53,14 @@ command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 
 mkdir -p "$OUT"
 rm -f "$OUT"/load-*.json "$OUT"/load-*.txt
 
-echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}"
+echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 run() {  # run N: one load run, results in $OUT/load-N.json
     local n="$1"
     echo "=== $n calls, ${SECS} s, ${RATE}/s (load average $(cut -d' ' -f1 /proc/loadavg))"
     if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
-        "${PIN_ARGS[@]}" --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
+        "${PIN_ARGS[@]}" "${RT_ARGS[@]}" --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
         :
     else
         echo "run with $n calls failed (see above)"

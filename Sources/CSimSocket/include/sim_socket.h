@@ -15,4 +15,11 @@ int sim_socket_last_receive_time(int fd, int64_t *realtime_ns);
 /// `cpu` < 0 gives it back the CPUs it had before the last pin. Returns 0, or -1 with errno set.
 int sim_thread_pin(int cpu);
 
+/// How many CPUs this process may run on (its affinity mask, e.g. under `taskset`), or -1.
+int sim_usable_cpus(void);
+
+/// Runs the calling thread at real-time priority `priority` (SCHED_FIFO), or with 0 back at the
+/// normal policy (threads it starts afterwards inherit that). Returns 0, or -1 with errno set.
+int sim_thread_realtime(int priority);
+
 #endif

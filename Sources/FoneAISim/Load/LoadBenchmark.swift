@@ -1,5 +1,8 @@
 import FoundationEssentials
+import NIOCore
+import NIOPosix
 import Synchronization
+import CSimSocket
 
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +36,13 @@ public struct LoadOptions: Sendable {
     public var keepTemp = false
     /// Run the daemon on this CPU alone (nil: wherever the scheduler puts it).
     public var daemonCPU: Int?
+    /// Run the simulator's event loop threads at this SCHED_FIFO priority (nil: normal
+    /// scheduling; needs root or CAP_SYS_NICE). The daemon keeps normal scheduling.
+    public var realtimePriority: Int?
+    /// Seed of the random call arrival times (the same seed gives the same schedule).
+    public var seed: UInt64 = 1
+    /// Write each call's raw timestamps here (text, for offline analysis; nil: none).
+    public var timesPath: String?
 
     public init(calls: Int, holdSeconds: Double, rate: Double = 20, bridgePath: String = ".build/release/foneai-bridge") {
         self.calls = calls
@@ -52,6 +62,14 @@ public enum LoadBenchmark {
     /// The daemon of the run in progress (for cleanup on interruption).
     public static let currentDaemon = Mutex<LoadDaemon?>(nil)
 
+    /// Gives NIO's shared event loop group (the fake Asterisk's RTP and ARI, and the AI echo
+    /// server) one thread per CPU this process may use. Under `taskset -c 0` that is one thread
+    /// for everything: more threads on one CPU only preempt each other, which shows up as jitter
+    /// in what is measured. Call first, before anything uses NIO.
+    public static func fitEventLoopsToCPUs() {
+        NIOSingletons.groupLoopCountSuggestion = max(1, Int(sim_usable_cpus()))
+    }
+
     public static func run(_ o: LoadOptions, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> LoadResult {
         precondition(o.calls > 0 && o.rate > 0 && o.holdSeconds > 0)
         LoadProc.raiseFileLimit()
@@ -61,9 +79,20 @@ public enum LoadBenchmark {
             throw Failure(description: "--tone \(o.toneHz): choose an integer frequency not divisible by 2 or 5 (e.g. 301), so each of 50 packets has its own phase")
         }
 
+        if let priority = o.realtimePriority {
+            // The simulator is the instrument: its event loop must not wait behind other threads
+            // on its CPU, or its own scheduling shows up as the bridge's jitter and latency.
+            for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() {
+                try await loop.submit {
+                    guard sim_thread_realtime(Int32(priority)) == 0 else {
+                        throw Failure(description: "cannot set real-time priority \(priority): errno \(errno) (needs root or CAP_SYS_NICE)")
+                    }
+                }.get()
+            }
+        }
         let sim = try await AsteriskSimulator.start(.init(externalStasisDelayMs: o.externalStasisDelayMs, logLevel: .warning))
         let tags = EchoTags()
-        let ai = try await LoadEchoServer.start(tone: indexer, tags: tags)
+        let ai = try await LoadEchoServer.start(group: MultiThreadedEventLoopGroup.singleton, tone: indexer, tags: tags)
         let rtpPort = try await SimPorts.freeUDPPort()
         let maxCalls = max(o.calls + 10, 500)
         let daemon: LoadDaemon
@@ -123,15 +152,18 @@ public enum LoadBenchmark {
         let idle = daemon.memory() ?? (0, 0)
         let statsBefore = daemon.stats() ?? [:]
 
-        // Calls arrive at `rate` per second.
+        // Calls arrive at random at `rate` per second on average (a Poisson process, as telephone
+        // calls do). At fixed spacing every call's 20 ms media would start in step with the
+        // others' (50 ms apart at 20/s is 0 or 10 ms into their 20 ms cycle), so all calls would
+        // send and receive in two bursts per cycle, which no real traffic does.
         progress("placing \(o.calls) calls at \(LoadResult.fmt(o.rate, 1))/s")
         let clock = ContinuousClock()
-        let spacing = Duration.nanoseconds(Int64(1e9 / o.rate))
+        var arrivals = PoissonSchedule(ratePerSecond: o.rate, seed: o.seed)
         var calls: [SimCall] = []
         calls.reserveCapacity(o.calls)
         let t0 = clock.now
         for i in 0..<o.calls {
-            try await Task.sleep(until: t0 + spacing * i, clock: clock)
+            try await Task.sleep(until: t0 + arrivals.next(), clock: clock)
             let spec = SimCallSpec.dialplan(
                 exten: "100", apiKey: "load", callerNumber: "\(5_550_000 + i)", callerName: "Load \(i)",
                 audio: .tone(hz: o.toneHz, seconds: .infinity))
@@ -188,12 +220,13 @@ public enum LoadBenchmark {
         let statsHold = daemon.stats() ?? [:]
         let windowSeconds = Double(wEnd - wStart) / 1e9
 
-        // Hang up at the same rate, in arrival order.
+        // Hang up at the same average rate, in arrival order.
         progress("hanging up")
         var hangupAt = [UInt64](repeating: 0, count: calls.count)
+        var hangups = PoissonSchedule(ratePerSecond: o.rate, seed: o.seed &+ 1)
         let t1 = clock.now
         for (i, call) in calls.enumerated() {
-            try await Task.sleep(until: t1 + spacing * i, clock: clock)
+            try await Task.sleep(until: t1 + hangups.next(), clock: clock)
             hangupAt[i] = simMonotonicNanos()
             await call.hangup()
         }
@@ -238,6 +271,7 @@ public enum LoadBenchmark {
         var failures: [String] = []
         var windowSum = 0.0
         var aiFramesTotal = 0, aiEchoedTotal = 0
+        var times = o.timesPath == nil ? nil : ""
 
         for (i, call) in calls.enumerated() {
             let session = sessionOf[call.id]
@@ -262,6 +296,13 @@ public enum LoadBenchmark {
                 sent: await call.sentPacketNanos(),
                 aiArrival: session?.arrivalNanos ?? [], aiEcho: session?.echoNanos ?? [], aiSlot: session?.toneSlot ?? [],
                 heard: await call.heardPackets(), heardSamples: await call.heardAudio())
+            if times != nil {
+                // Per call: the AI's echo send times, then each echoed frame's latency to the caller.
+                func rel(_ t: UInt64) -> String { String(Int64(bitPattern: t &- runStart)) }
+                times! += "echo \(i) " + (session?.echoNanos ?? []).map(rel).joined(separator: " ") + "\n"
+                times! += "heard \(i) " + (await call.heardPackets()).map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") }.joined(separator: " ") + "\n"
+                times! += "latency \(i) " + zip(a.toCallerTimes, a.toCallerLatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
+            }
             if let first = a.firstAIFrameNanos { firstAudioMs.append(Double(first - call.placedAtNanos) / 1e6) }
             toAIInWindow += a.toAIInWindow
             toAILost += a.toAILost
@@ -330,12 +371,14 @@ public enum LoadBenchmark {
         check("AI errors", (fin["ai_errors"] ?? 0) + (fin["ai_unavailable"] ?? 0), 0)
         check("leaked channels + bridges at the end", leakedChannels + leakedBridges, 0, "simulator: live channels and bridges after all calls")
 
+        if let path = o.timesPath, let times { try LoadFiles.write(path, times) }
         let machine = LoadProc.cpuInfo()
         var result = LoadResult(
             date: LoadBenchmark.utcNow(),
             machine: .init(cpuModel: machine.model, cores: machine.cores, memoryMB: (LoadProc.memTotalKB() ?? 0) / 1024,
                            kernel: LoadProc.kernel(), loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, simulatorSharesMachine: true,
-                           niceness: daemonNice, daemonCPUs: daemonCPUs, simulatorCPUs: LoadProc.cpusAllowed(pid: "self")),
+                           niceness: daemonNice, daemonCPUs: daemonCPUs, simulatorCPUs: LoadProc.cpusAllowed(pid: "self"),
+                           simulatorRealtimePriority: o.realtimePriority),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
                               bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs),
@@ -416,5 +459,38 @@ public enum LoadBenchmark {
         let (y, m, d) = SimTime.civilFromDays(secs / 86400)
         let rem = Int(secs % 86400)
         return "\(SimTime.pad(y, 4))-\(SimTime.pad(m, 2))-\(SimTime.pad(d, 2))T\(SimTime.pad(rem / 3600, 2)):\(SimTime.pad(rem % 3600 / 60, 2)):\(SimTime.pad(rem % 60, 2))Z"
+    }
+}
+
+/// The times of a Poisson process: exponentially distributed gaps with mean 1/rate, from a seeded
+/// generator (SplitMix64) so a run's schedule can be repeated. The first event is at zero.
+struct PoissonSchedule {
+    let meanGapNanos: Double
+    var state: UInt64
+    var elapsed: Duration = .zero
+    var started = false
+
+    init(ratePerSecond: Double, seed: UInt64) {
+        meanGapNanos = 1e9 / ratePerSecond
+        state = seed
+    }
+
+    /// The next event's time from the start.
+    mutating func next() -> Duration {
+        if started {
+            elapsed += .nanoseconds(Int64(-meanGapNanos * log(1 - uniform())))
+        }
+        started = true
+        return elapsed
+    }
+
+    /// Uniform in [0, 1).
+    mutating func uniform() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) * 0x1p-53
     }
 }

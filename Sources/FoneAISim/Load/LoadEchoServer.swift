@@ -14,24 +14,27 @@ import Synchronization
 /// stays small and its timestamps stay close to the socket.
 public final class LoadEchoServer: Sendable {
     private let channel: any Channel
-    private let group: MultiThreadedEventLoopGroup
+    /// The event loop group the server made for itself (nil: it runs on one it was given).
+    private let ownGroup: MultiThreadedEventLoopGroup?
     private let registry: LoadEchoRegistry
     public let host: String
     public let path: String
 
-    private init(channel: any Channel, group: MultiThreadedEventLoopGroup, registry: LoadEchoRegistry, host: String, path: String) {
+    private init(channel: any Channel, ownGroup: MultiThreadedEventLoopGroup?, registry: LoadEchoRegistry, host: String, path: String) {
         self.channel = channel
-        self.group = group
+        self.ownGroup = ownGroup
         self.registry = registry
         self.host = host
         self.path = path
     }
 
-    /// Starts listening on `host:port` (0 = any) with its own event loop thread(s).
+    /// Starts listening on `host:port` (0 = any), on `group`'s event loops, or with one event loop
+    /// thread of its own when `group` is nil.
     /// `tone` tells the server how to recognise the caller's packets (see `ToneFrameIndexer`).
     public static func start(host: String = "127.0.0.1", port: Int = 0, path: String = "/stream",
-                             threads: Int = 1, tone: ToneFrameIndexer, tags: EchoTags) async throws -> LoadEchoServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+                             group shared: (any EventLoopGroup)? = nil, tone: ToneFrameIndexer, tags: EchoTags) async throws -> LoadEchoServer {
+        let ownGroup = shared == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let group: any EventLoopGroup = shared ?? ownGroup!
         let registry = LoadEchoRegistry(indexer: tone, tags: tags, path: path)
         do {
             let channel = try await ServerBootstrap(group: group)
@@ -44,9 +47,9 @@ public final class LoadEchoServer: Sendable {
                     }
                 }
                 .bind(host: host, port: port).get()
-            return LoadEchoServer(channel: channel, group: group, registry: registry, host: host, path: path)
+            return LoadEchoServer(channel: channel, ownGroup: ownGroup, registry: registry, host: host, path: path)
         } catch {
-            try? await group.shutdownGracefully()
+            try? await ownGroup?.shutdownGracefully()
             throw error
         }
     }
@@ -64,7 +67,7 @@ public final class LoadEchoServer: Sendable {
 
     public func stop() async {
         try? await channel.close()
-        try? await group.shutdownGracefully()
+        try? await ownGroup?.shutdownGracefully()
     }
 }
 
