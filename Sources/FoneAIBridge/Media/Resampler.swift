@@ -198,7 +198,9 @@ public struct Resampler: Sendable {
                         acc += c * v
                         k += 8
                     }
-                    let y = acc.sum().rounded()
+                    // Round half away from zero by truncating: `rounded()` is a libm call per sample.
+                    let sum = acc.sum()
+                    let y = sum < 0 ? sum - 0.5 : sum + 0.5
                     out.append(y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y)))
                     phase += down
                     base += phase / up
