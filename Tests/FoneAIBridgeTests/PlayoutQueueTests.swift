@@ -259,6 +259,40 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
         #expect(q.droppedSamples == 0)
     }
 
+    @Test func aJitteryStandingBacklogIsCaughtUp() {
+        // A real-time source whose frames arrive a little early or late, so the backlog left after
+        // each slot moves between one and three frames (bunched up after a hiccup upstream).
+        let q = queue()
+        var next: Int16 = 0
+        func arrive(_ count: Int) {
+            for _ in 0..<count {
+                q.enqueue(frame(next), sampleRate: 8000)
+                next += 1
+            }
+        }
+        arrive(3)
+        let arrivals = [0, 0, 3, 1, 1, 1, 0, 2, 1, 1]
+        #expect(arrivals.count == PlayoutQueue.backlogWindowSlots)
+        var hurried: [Bool] = []
+        for (n, count) in arrivals.enumerated() {
+            arrive(count)
+            let slot = q.slot()
+            guard case .sent(let samples, _, let hurry) = slot else {
+                Issue.record("slot \(n): \(slot)")
+                return
+            }
+            #expect(samples.first == Int16(n))
+            hurried.append(hurry)
+        }
+        // The window's least backlog was one frame: its last slot and the next come at half spacing.
+        #expect(hurried == [Bool](repeating: false, count: arrivals.count - 1) + [true])
+        arrive(1)
+        #expect(q.slot() == sent(Int16(arrivals.count), hurry: true))
+        arrive(1)
+        #expect(q.slot() == sent(Int16(arrivals.count + 1)))
+        #expect(q.droppedSamples == 0)
+    }
+
     @Test func aBurstSentAheadDrainsAtTheNormalPace() {
         let q = queue()
         for v in Int16(1)...40 { q.enqueue(frame(v), sampleRate: 8000) }

@@ -141,14 +141,18 @@ public final class PlayoutQueue: Sendable {
         state.missedSlots = 0
     }
 
-    /// Slots a backlog is watched before it is caught up.
-    static let backlogWindowSlots = 25
+    /// Slots a backlog is watched before it is caught up (200 ms: a source that bunched up after
+    /// a hiccup keeps the caller behind only that long).
+    static let backlogWindowSlots = 10
+    /// How much the backlog may vary over the window and still count as standing (the source's
+    /// jitter moves a frame's arrival to either side of a slot).
+    static let backlogJitterFrames = 2
     /// Deeper than this (in frames) the AI sent audio ahead, which plays at the normal pace.
     static let maxCaughtUpBacklog = 4
 
     /// A small backlog that stays (audio that bunched up while the slot still waited for it,
     /// so no slot was missed) keeps the caller that far behind for the rest of a real-time
-    /// stream: when every slot of a window left between `n` and `n + 1` frames queued, with
+    /// stream: when every slot of a window left between `n` and `n + backlogJitterFrames` frames queued, with
     /// `n` at most `maxCaughtUpBacklog`, the next `2n` slots come at half spacing. A burst the
     /// AI sent ahead drains steadily or runs deeper, and is left alone.
     private func watchBacklog(_ state: inout State) {
@@ -166,7 +170,7 @@ public final class PlayoutQueue: Sendable {
         state.backlogSlots += 1
         guard state.backlogSlots >= Self.backlogWindowSlots else { return }
         state.backlogSlots = 0
-        if state.backlogMin <= Self.maxCaughtUpBacklog && state.backlogMax <= state.backlogMin + 1 {
+        if state.backlogMin <= Self.maxCaughtUpBacklog && state.backlogMax <= state.backlogMin + Self.backlogJitterFrames {
             state.hurrySlots = 2 * state.backlogMin
         }
     }
