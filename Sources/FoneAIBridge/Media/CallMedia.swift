@@ -33,8 +33,8 @@ public final class CallMedia: MediaLeg {
     private let inPackets = Atomic<UInt64>(0)
     private let outPackets = Atomic<UInt64>(0)
     private let pacerStopped = Atomic<Bool>(false)
-    /// When AI audio last arrived (RTPPacer.nowMs), for the pacer to keep its grid close behind.
-    private let lastAudioMs = Atomic<Int64>(0)
+    /// When AI audio last arrived (`RTPPacer.now()`), for the pacer to see audio that bunched up.
+    private let lastAudioTick = Atomic<Int64>(0)
     private let rtp: Mutex<RTPState>
     /// Where to wake the pacer when the playout queue un-parks; nil until playout starts.
     private let pacer = Mutex<(loop: any EventLoop, pacer: NIOLoopBound<RTPPacer>)?>(nil)
@@ -80,15 +80,23 @@ public final class CallMedia: MediaLeg {
     // MARK: AI → Asterisk
 
     public var remote: SocketAddress? { rtp.withLock { $0.remote } }
-    var lastAudioArrivalMs: Int64 { lastAudioMs.load(ordering: .relaxed) }
+    var lastAudioArrival: Int64 { lastAudioTick.load(ordering: .relaxed) }
 
     func setRemote(_ remote: SocketAddress) {
         rtp.withLock { $0.remote = remote }
     }
 
     public func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int) {
-        lastAudioMs.store(RTPPacer.nowMs(), ordering: .relaxed)
-        if playout.enqueue(pcm, sampleRate: sampleRate) { wakePacer() }
+        lastAudioTick.store(RTPPacer.now(), ordering: .relaxed)
+        let wasParked = playout.enqueue(pcm, sampleRate: sampleRate)
+        guard let (loop, pacer) = pacer.withLock({ $0 }) else { return }
+        if !loop.inEventLoop {
+            if wasParked { loop.execute { pacer.value.wake(self) } }
+        } else if wasParked {
+            pacer.value.wake(self)
+        } else {
+            pacer.value.audioArrived(self)
+        }
     }
 
     public func addMark(_ name: String) {

@@ -3,31 +3,39 @@ import NIOCore
 /// Paces every call's AI audio out of the shared RTP socket: one 20 ms packet per call per slot,
 /// from one timer on the socket's event loop.
 ///
-/// Each call's slots sit on a fixed 20 ms grid (in whole milliseconds) anchored just after its
-/// burst's first audio arrived, so a burst neither waits for a free-running clock nor drifts.
-/// Calls wait in a timing wheel of 1 ms buckets; one timer wakes the loop for the next non-empty
-/// bucket, every packet due is written, and one flush hands them all to the kernel in a single
-/// `sendmmsg`. A call with nothing to play leaves the wheel (an idle daemon has no timer at all)
-/// until its playout queue reports new audio. Only the RTP event loop touches this object.
+/// Audio the AI streams in real time goes out as it arrives, but never less than 18.5 ms after
+/// the call's previous packet: each slot opens 1.5 ms before the 20 ms grid, and a frame that
+/// arrives after its slot opened re-anchors the grid at the moment it was sent. So the grid
+/// follows the AI's frames both ways (later by a late frame's lateness, earlier by up to 1.5 ms a
+/// frame), a frame waits at most until the slot opens, and the spacing stays 18.5–20 ms plus the
+/// AI's own lateness (15 ms while catching up after audio bunched up, see `behindTicks`). Audio already queued (the AI sent ahead, or a backlog) plays on the grid,
+/// exactly 20 ms apart, and a slot that finds its frame queued keeps the grid where it is.
+///
+/// Calls wait in a timing wheel of 0.5 ms buckets; one timer wakes the loop for the next
+/// non-empty bucket, every packet due is written, and one flush hands them all to the kernel in a
+/// single `sendmmsg`. A call with nothing to play leaves the wheel (an idle daemon has no timer at
+/// all) until its playout queue reports new audio. Only the RTP event loop touches this object.
 final class RTPPacer {
+    /// The wheel's resolution.
+    static let tickNanos: UInt64 = 500_000
+    static let ticksPerMs: Int64 = 2
     static let frameMs: Int64 = 20
+    static let frameTicks = frameMs * ticksPerMs
     /// How long a slot waits for late audio before padding a partial frame or ending the burst:
     /// almost a whole slot, because audio that misses its slot plays one slot later and, from a
     /// source that streams in real time, every frame after it waits that extra slot too.
-    static let graceMs: Int64 = frameMs - 1
-    /// A burst's grid starts this long after its first audio arrived (0–1 ms, as the grid is in
-    /// whole milliseconds), so the next frames, arriving with the AI's jitter, still find their
-    /// slot due rather than just passed and keep the 20 ms spacing.
-    static let leadMs: Int64 = 1
-    /// The grid follows the AI's timing. Audio that arrives after its slot (by at most
-    /// `followLateMs`) moves the grid half that much later, so neither the late packet's
-    /// interval nor the next one is off by more than the lateness; audio waiting for its slot
-    /// earns the grid a move 1 ms earlier after `earlierAfterWaitMs` (each slot counts the
-    /// wait, up to 4 ms: a grid far behind the audio catches up within a second or two). So
-    /// the grid settles just behind the AI's frames, whatever phase they keep: about one frame
-    /// in a hundred arrives late (by a millisecond or two, mostly), and latency stays low.
-    static let followLateMs: Int64 = 5
-    static let earlierAfterWaitMs: Int64 = 100
+    static let graceTicks = frameTicks - 2
+    /// How long before the grid a slot opens when no whole frame is queued (1.5 ms): the least
+    /// spacing is 18.5 ms, within the ±2 ms a phone's jitter buffer expects of 20 ms packets.
+    static let earlyTicks: Int64 = 3
+    /// A frame already waiting this long when its slot opened means the AI's audio bunched up (a
+    /// hiccup upstream): the next slot opens `catchUpTicks` sooner, so the caller is back in
+    /// time within a few frames instead of gaining 1.5 ms a frame.
+    static let behindTicks: Int64 = 8
+    static let catchUpTicks: Int64 = 7
+    /// A burst's first slot is this long after its first audio arrived, so audio enqueued in the
+    /// same event-loop turn goes out together.
+    static let leadTicks: Int64 = 1
     /// Buckets in the wheel: a power of two above the farthest anything is scheduled ahead (one slot).
     static let wheelSize = 64
 
@@ -36,9 +44,11 @@ final class RTPPacer {
     /// Swapped with the bucket being run, so running a bucket allocates nothing.
     private var spare: [PacedCall] = []
     private var calls: [ObjectIdentifier: PacedCall] = [:]
-    /// Every bucket up to and including this millisecond has been run.
-    private var ranThroughMs: Int64
-    private var timer: (ms: Int64, task: Scheduled<Void>)?
+    /// Every bucket up to and including this tick has been run.
+    private var ranThrough: Int64
+    private var timer: (tick: Int64, task: Scheduled<Void>)?
+    /// A flush is scheduled for the end of this event-loop turn.
+    private var flushPending = false
     private(set) var late2ms: UInt64 = 0
     private(set) var late10ms: UInt64 = 0
     private(set) var skippedSlots: UInt64 = 0
@@ -46,15 +56,13 @@ final class RTPPacer {
     /// A call's place in the pacer.
     final class PacedCall {
         let media: CallMedia
-        /// The millisecond of the call's current slot.
-        var dueMs: Int64 = 0
+        /// The tick of the call's current slot on its 20 ms grid.
+        var due: Int64 = 0
         /// The bucket the call waits in, or nil when it is parked (not in the wheel).
-        var bucketMs: Int64?
+        var bucket: Int64?
         var stopped = false
-        /// The last slot had to wait for its audio.
+        /// The current slot opened before its frame had arrived.
         var waited = false
-        /// Milliseconds audio waited for its slots since the grid last moved earlier.
-        var waitedForSlotsMs: Int64 = 0
         /// The last packet's buffer, reused once the kernel has it (NIO then lets go of it).
         var packet: ByteBuffer
 
@@ -67,10 +75,11 @@ final class RTPPacer {
     init(channel: any Channel) {
         self.channel = channel
         wheel = Array(repeating: [], count: Self.wheelSize)
-        ranThroughMs = Self.nowMs()
+        ranThrough = Self.now()
     }
 
-    static func nowMs() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
+    /// The current tick.
+    static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / tickNanos) }
 
     var activeCalls: Int { calls.count }
 
@@ -79,15 +88,34 @@ final class RTPPacer {
         let key = ObjectIdentifier(media)
         guard calls[key] == nil, !media.isStopped else { return }
         let call = PacedCall(media: media, allocator: channel.allocator)
-        call.dueMs = Self.nowMs()
+        call.due = Self.now()
         calls[key] = call
         kick(call)
     }
 
     /// The call's queue was parked and has audio (or a mark) again.
     func wake(_ media: CallMedia) {
-        guard let call = calls[ObjectIdentifier(media)], call.bucketMs == nil else { return }
+        guard let call = calls[ObjectIdentifier(media)], call.bucket == nil else { return }
         kick(call)
+    }
+
+    /// AI audio arrived for the call: a slot that opened and waits for it plays it now, rather
+    /// than at the next tick.
+    func audioArrived(_ media: CallMedia) {
+        guard let call = calls[ObjectIdentifier(media)], call.waited, call.bucket != nil else { return }
+        // Its entry in the wheel goes stale (see `timerFired`).
+        if run(call, at: Self.now()) { flushSoon() }
+    }
+
+    /// Flushes once the event loop has handled this turn's I/O, so the packets of every AI frame
+    /// that arrived in it go to the kernel in one `sendmmsg`.
+    private func flushSoon() {
+        guard !flushPending else { return }
+        flushPending = true
+        channel.eventLoop.execute { [self] in
+            flushPending = false
+            channel.flush()
+        }
     }
 
     func stop(_ media: CallMedia) {
@@ -96,99 +124,89 @@ final class RTPPacer {
         call.stopped = true
     }
 
-    /// A burst starts: its first slot is `leadMs` from now.
+    /// A burst starts: its first slot is `leadTicks` from now.
     private func kick(_ call: PacedCall) {
-        let first = Self.nowMs() + Self.leadMs
+        let first = Self.now() + Self.leadTicks
         // The slots that passed while the call was parked.
-        call.media.skipSlots(Int((first - call.dueMs) / Self.frameMs))
-        call.dueMs = first
-        schedule(call, atMs: first)
+        call.media.skipSlots(Int((first - call.due) / Self.frameTicks))
+        call.due = first
+        call.waited = false
+        schedule(call, at: first)
         armTimer()
     }
 
-    /// Plays the call's slot if it is due at `now`; reschedules or parks it. Returns whether a
-    /// packet was written.
-    private func run(_ call: PacedCall, atMs now: Int64) -> Bool {
-        call.bucketMs = nil
+    /// Plays the call's slot if its audio is there at tick `now`; reschedules or parks it.
+    /// Returns whether a packet was written.
+    private func run(_ call: PacedCall, at now: Int64) -> Bool {
+        call.bucket = nil
         guard !call.stopped else { return false }
-        if now - call.dueMs >= 2 * Self.frameMs {
+        if now - call.due >= 2 * Self.frameTicks {
             // The loop stalled: skip the missed slots rather than send them all at once (Asterisk
             // has no jitter buffer); the playout queue catches up at twice the pace instead.
-            let missed = (now - call.dueMs) / Self.frameMs
+            let missed = (now - call.due) / Self.frameTicks
             skippedSlots &+= UInt64(missed)
             call.media.skipSlots(Int(missed))
-            call.dueMs += missed * Self.frameMs
+            call.due += missed * Self.frameTicks
         }
-        switch call.media.playSlot(late: now >= call.dueMs + Self.graceMs, into: &call.packet, channel: channel) {
+        switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, channel: channel) {
         case .sent(_, let hurry):
             if hurry {
-                call.waited = false
-                call.dueMs += Self.frameMs / 2
+                call.due += Self.frameTicks / 2
+            } else if call.waited || now < call.due {
+                // Live audio, sent as it arrived (or as its slot opened early): the grid follows it.
+                call.due = now + Self.frameTicks
+                if !call.waited && now - call.media.lastAudioArrival >= Self.behindTicks { call.due -= Self.catchUpTicks }
             } else {
-                followAudio(call, sentAtMs: now)
-                call.dueMs += Self.frameMs
+                call.due += Self.frameTicks
             }
-            schedule(call, atMs: max(call.dueMs, now + 1))
+            call.waited = false
+            let opens = call.media.playout.hasWholeFrame ? call.due : call.due - Self.earlyTicks
+            schedule(call, at: max(opens, now + 1))
             return true
         case .wait:
             call.waited = true
-            schedule(call, atMs: now + 1)
+            schedule(call, at: now + 1)
             return false
         case .parked:
-            call.dueMs += Self.frameMs
+            call.due += Self.frameTicks
+            call.waited = false
             return false
         }
     }
 
-    /// Moves the call's grid after the audio (see `followLateMs`).
-    private func followAudio(_ call: PacedCall, sentAtMs now: Int64) {
-        if call.waited {
-            call.waited = false
-            let lateness = now - call.dueMs
-            if lateness > 0 && lateness <= Self.followLateMs { call.dueMs += (lateness + 1) / 2 }
-            return
-        }
-        let wait = call.dueMs - call.media.lastAudioArrivalMs
-        guard wait >= 1 else { return }
-        call.waitedForSlotsMs += min(wait, 4)
-        if call.waitedForSlotsMs >= Self.earlierAfterWaitMs {
-            call.waitedForSlotsMs = 0
-            call.dueMs -= 1
-        }
-    }
-
-    private func schedule(_ call: PacedCall, atMs ms: Int64) {
-        call.bucketMs = ms
-        wheel[Int(ms & Int64(Self.wheelSize - 1))].append(call)
+    private func schedule(_ call: PacedCall, at tick: Int64) {
+        call.bucket = tick
+        wheel[Int(tick & Int64(Self.wheelSize - 1))].append(call)
     }
 
     private func timerFired() {
         timer = nil
-        let now = Self.nowMs()
+        let now = Self.now()
         // After a stall longer than the wheel, each bucket is still run once.
-        let from = max(ranThroughMs + 1, now - Int64(Self.wheelSize) + 1)
+        let from = max(ranThrough + 1, now - Int64(Self.wheelSize) + 1)
         var wrote = false
         if from <= now {
-            for ms in from...now {
-                let index = Int(ms & Int64(Self.wheelSize - 1))
+            for tick in from...now {
+                let index = Int(tick & Int64(Self.wheelSize - 1))
                 guard !wheel[index].isEmpty else { continue }
                 var bucket = wheel[index]
                 wheel[index] = spare
                 for call in bucket {
-                    guard let due = call.bucketMs else { continue }
-                    if due > ms {
+                    // A call that played early (`audioArrived`) or stopped leaves a stale entry.
+                    guard let due = call.bucket, Int(due & Int64(Self.wheelSize - 1)) == index else { continue }
+                    if due > tick {
                         // Scheduled a wheel turn later than this bucket (only after a long stall).
                         wheel[index].append(call)
-                    } else if run(call, atMs: now) {
+                    } else if run(call, at: now) {
                         wrote = true
-                        if now - ms >= 2 { late2ms &+= 1 }
-                        if now - ms >= 10 { late10ms &+= 1 }
+                        if now - tick >= 2 * Self.ticksPerMs { late2ms &+= 1 }
+                        if now - tick >= 10 * Self.ticksPerMs { late10ms &+= 1 }
                     }
                 }
                 bucket.removeAll(keepingCapacity: true)
                 spare = bucket
             }
-            ranThroughMs = now
+            ranThrough = now
         }
         if wrote { channel.flush() }
         armTimer()
@@ -197,8 +215,8 @@ final class RTPPacer {
     /// Schedules the timer for the first non-empty bucket after the ones already run.
     private func armTimer() {
         var next: Int64?
-        for ms in (ranThroughMs + 1)...(ranThroughMs + Int64(Self.wheelSize)) where !wheel[Int(ms & Int64(Self.wheelSize - 1))].isEmpty {
-            next = ms
+        for tick in (ranThrough + 1)...(ranThrough + Int64(Self.wheelSize)) where !wheel[Int(tick & Int64(Self.wheelSize - 1))].isEmpty {
+            next = tick
             break
         }
         guard let next else {
@@ -206,9 +224,9 @@ final class RTPPacer {
             timer = nil
             return
         }
-        if let timer, timer.ms <= next { return }
+        if let timer, timer.tick <= next { return }
         timer?.task.cancel()
-        let task = channel.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * 1_000_000)) { [self] in
+        let task = channel.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * Self.tickNanos)) { [self] in
             timerFired()
         }
         timer = (next, task)
