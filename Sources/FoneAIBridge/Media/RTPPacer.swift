@@ -8,8 +8,9 @@ import NIOCore
 /// arrives after its slot opened re-anchors the grid at the moment it was sent. So the grid
 /// follows the AI's frames both ways (later by a late frame's lateness, earlier by up to 1.5 ms a
 /// frame), a frame waits at most until the slot opens, and the spacing stays 18.5–20 ms plus the
-/// AI's own lateness (15 ms while catching up after audio bunched up, see `behindTicks`). Audio already queued (the AI sent ahead, or a backlog) plays on the grid,
-/// exactly 20 ms apart, and a slot that finds its frame queued keeps the grid where it is.
+/// AI's own lateness (15 ms while catching up after audio bunched up, see `behindTicks`). Audio
+/// already queued (the AI sent ahead, or a backlog) plays on the grid, exactly 20 ms apart, and a
+/// slot that finds its frame queued keeps the grid where it is.
 ///
 /// Calls wait in a timing wheel of 0.5 ms buckets; one timer wakes the loop for the next
 /// non-empty bucket, every packet due is written, and one flush hands them all to the kernel in a
@@ -105,6 +106,7 @@ final class RTPPacer {
         guard let call = calls[ObjectIdentifier(media)], call.waited, call.bucket != nil else { return }
         // Its entry in the wheel goes stale (see `timerFired`).
         if run(call, at: Self.now()) { flushSoon() }
+        armTimer()
     }
 
     /// Flushes once the event loop has handled this turn's I/O, so the packets of every AI frame
@@ -150,18 +152,12 @@ final class RTPPacer {
         }
         switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, channel: channel) {
         case .sent(_, let hurry):
-            if hurry {
-                call.due += Self.frameTicks / 2
-            } else if call.waited || now < call.due {
-                // Live audio, sent as it arrived (or as its slot opened early): the grid follows it.
-                call.due = now + Self.frameTicks
-                if !call.waited && now - call.media.lastAudioArrival >= Self.behindTicks { call.due -= Self.catchUpTicks }
-            } else {
-                call.due += Self.frameTicks
-            }
+            let next = Self.nextSlot(sentAt: now, due: call.due, waited: call.waited, hurry: hurry,
+                                     audioArrivedAt: call.media.lastAudioArrival,
+                                     wholeFrameQueued: call.media.playout.hasWholeFrame)
+            call.due = next.due
             call.waited = false
-            let opens = call.media.playout.hasWholeFrame ? call.due : call.due - Self.earlyTicks
-            schedule(call, at: max(opens, now + 1))
+            schedule(call, at: next.opens)
             return true
         case .wait:
             call.waited = true
@@ -172,6 +168,29 @@ final class RTPPacer {
             call.waited = false
             return false
         }
+    }
+
+    /// Where a call's grid goes after a packet was sent at tick `now` for the slot due at `due`,
+    /// and when the next slot opens.
+    /// - waited: the slot opened before its frame had arrived (the frame went out as it arrived).
+    /// - hurry: the playout queue is catching up whole frames (the next slot is half a frame away).
+    /// - audioArrivedAt: when the call's latest AI audio arrived.
+    /// - wholeFrameQueued: the next frame is already queued.
+    static func nextSlot(sentAt now: Int64, due: Int64, waited: Bool, hurry: Bool,
+                         audioArrivedAt: Int64, wholeFrameQueued: Bool) -> (due: Int64, opens: Int64) {
+        var next: Int64
+        if hurry {
+            next = due + frameTicks / 2
+        } else if waited || now < due {
+            // Live audio, sent as it arrived (or as its slot opened early): the grid follows it.
+            next = now + frameTicks
+            if !waited && now - audioArrivedAt >= behindTicks { next -= catchUpTicks }
+        } else {
+            // Queued audio keeps the grid, even when the loop ran this slot late.
+            next = due + frameTicks
+        }
+        let opens = wholeFrameQueued ? next : next - earlyTicks
+        return (next, max(opens, now + 1))
     }
 
     private func schedule(_ call: PacedCall, at tick: Int64) {
