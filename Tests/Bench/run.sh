@@ -101,4 +101,4 @@ if [ "$SEARCH" = 1 ]; then
 fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
-    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN)" "$OUT"/load-*.json
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json

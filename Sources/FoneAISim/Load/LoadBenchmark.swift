@@ -211,7 +211,7 @@ public enum LoadBenchmark {
         let cpuEnd = timesEnd.user + timesEnd.system
         let simCPUEnd = LoadProc.selfCPUSeconds()
         let daemonThreadsEnd = LoadProc.threadCPU(pid: "\(daemon.pid)")
-        let switchesEnd = LoadProc.contextSwitches(pid: "\(daemon.pid)")
+        let switches = LoadProc.switchesBetween(switchesStart, LoadProc.contextSwitches(pid: "\(daemon.pid)"))
         let simThreadsEnd = LoadProc.threadCPU(pid: "self")
         let wEnd = simMonotonicNanos()
         let loaded = daemon.memory() ?? (0, 0)
@@ -381,7 +381,8 @@ public enum LoadBenchmark {
                            simulatorRealtimePriority: o.realtimePriority),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
-                              bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs),
+                              bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs,
+                              seed: o.seed),
             calls: .init(placed: calls.count, bridged: bridged, sustained: sustained, excludedPortCollisions: excluded, aiSessions: sessions.count,
                          failures: Array(failures.prefix(20)), concurrentSeconds: windowSeconds,
                          windowSecondsPerCall: bridged > 0 ? windowSum / Double(bridged) : 0),
@@ -401,8 +402,8 @@ public enum LoadBenchmark {
                           rssPerCallKB: Double(loaded.rssKB - idle.rssKB) / Double(max(1, bridged)), threads: loaded.threads,
                           exitStatus: exitStatus.map(Int.init), stopSeconds: stopSeconds,
                           threadLoad: LoadProc.threadLoad(daemonThreadsStart, daemonThreadsEnd, seconds: windowSeconds),
-                          voluntarySwitchesPerSecond: Double(switchesEnd.voluntary - switchesStart.voluntary) / windowSeconds,
-                          involuntarySwitchesPerSecond: Double(switchesEnd.involuntary - switchesStart.involuntary) / windowSeconds),
+                          voluntarySwitchesPerSecond: Double(switches.voluntary) / windowSeconds,
+                          involuntarySwitchesPerSecond: Double(switches.involuntary) / windowSeconds),
             simulator: .init(cores: (simCPUEnd - simCPUStart) / windowSeconds, lateSends: lateEnd - lateStart,
                              rtpSent: simCounters.rtpPacketsSent, rtpReceived: simCounters.rtpPacketsReceived,
                              threadLoad: LoadProc.threadLoad(simThreadsStart, simThreadsEnd, seconds: windowSeconds)),

@@ -218,19 +218,35 @@ enum LoadProc {
     }
 
     /// Context switches (voluntary, involuntary) summed over the threads of `pid`.
-    static func contextSwitches(pid: String) -> (voluntary: Int, involuntary: Int) {
-        var v = 0, n = 0
-        guard let dir = opendir("/proc/\(pid)/task") else { return (0, 0) }
+    /// Each thread's voluntary and involuntary context switches so far, by thread id.
+    static func contextSwitches(pid: String) -> [Int: (voluntary: Int, involuntary: Int)] {
+        var threads: [Int: (voluntary: Int, involuntary: Int)] = [:]
+        guard let dir = opendir("/proc/\(pid)/task") else { return [:] }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard Int(name) != nil, let text = LoadFiles.read("/proc/\(pid)/task/\(name)/status") else { continue }
+            guard let tid = Int(name), let text = LoadFiles.read("/proc/\(pid)/task/\(name)/status") else { continue }
+            var v = 0, n = 0
             for line in text.split(separator: "\n") {
                 let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " || $0 == "\t" })
                 guard parts.count == 2, let count = Int(parts[1]) else { continue }
-                if parts[0] == "voluntary_ctxt_switches" { v += count }
-                if parts[0] == "nonvoluntary_ctxt_switches" { n += count }
+                if parts[0] == "voluntary_ctxt_switches" { v = count }
+                if parts[0] == "nonvoluntary_ctxt_switches" { n = count }
             }
+            threads[tid] = (v, n)
+        }
+        return threads
+    }
+
+    /// Context switches between two `contextSwitches` snapshots, summed over the threads alive at
+    /// the second (a thread that exited in between would otherwise make the sum go down).
+    static func switchesBetween(_ a: [Int: (voluntary: Int, involuntary: Int)],
+                                _ b: [Int: (voluntary: Int, involuntary: Int)]) -> (voluntary: Int, involuntary: Int) {
+        var v = 0, n = 0
+        for (tid, after) in b {
+            let before = a[tid] ?? (0, 0)
+            v += after.voluntary - before.voluntary
+            n += after.involuntary - before.involuntary
         }
         return (v, n)
     }

@@ -27,11 +27,14 @@ public enum LoadReport {
         s += "Load average (1 min) before each run: \(runs.map { "\($0.parameters.calls) calls \(f($0.machine.loadAverageBefore, 2))" }.joined(separator: ", ")); "
         s += "the daemon ran at nice \(first.machine.niceness). "
         if let daemonCPUs = m.daemonCPUs, let simCPUs = m.simulatorCPUs, daemonCPUs != simCPUs {
-            s += "CPUs: the daemon ran on CPU \(daemonCPUs) alone and the simulator on CPU \(simCPUs) (`taskset`; the target allows the daemon one core), so neither preempts the other; RTP arrival times at the simulated callers are the kernel's receive time stamps (`SIOCGSTAMPNS`)."
+            s += "CPUs: the daemon ran on CPU \(daemonCPUs) alone and the simulator on CPU \(simCPUs) (`taskset`; the target allows the daemon one core), so neither preempts the other; RTP arrival times at the simulated callers are the kernel's receive time stamps (`SIOCGSTAMPNS`). "
+            if let priority = m.simulatorRealtimePriority {
+                s += "The simulator's event loop ran at real-time priority (SCHED_FIFO \(priority)), so that its own scheduling does not show up as the bridge's jitter; the daemon ran with normal scheduling, as it would in production."
+            }
         }
         s += "\n\n"
         s += "Each call: the simulated caller streams a 301 Hz tone as 20 ms slin16 RTP in real time; the daemon forwards it to the AI server, which echoes every frame at once; the daemon resamples the echo to 8 kHz and paces it back as RTP. "
-        s += "Calls arrive at the rate shown, all stay up for the hold time, then hang up at the same rate; the daemon is stopped with SIGTERM. "
+        s += "Calls arrive at random at the rate shown on average (a Poisson process from a fixed seed, as telephone calls arrive; at fixed spacing every call's 20 ms media would start in step), all stay up for the hold time, then hang up the same way; the daemon is stopped with SIGTERM. "
         s += "Loss, latency and pacing exclude the first and last \(f(first.parameters.edgeSeconds, 0)) s of each call; CPU and RSS are taken while all calls are up. "
         s += "Release build (`swift build -c release --static-swift-stdlib`), daemon log level `\(first.parameters.daemonLogLevel)`, simulator externalMedia → StasisStart delay \(f(first.parameters.externalStasisDelayMs[0], 0))–\(f(first.parameters.externalStasisDelayMs[1], 0)) ms.\n\n"
 
@@ -95,7 +98,7 @@ public enum LoadReport {
             let cs = r.daemon.voluntarySwitchesPerSecond.map { "\(f($0 + (r.daemon.involuntarySwitchesPerSecond ?? 0), 0))" } ?? "–"
             s += "| \(r.parameters.calls) | \(f(r.daemon.userSeconds, 1)) | \(f(r.daemon.systemSeconds, 1)) | \(cs) | \(dt) | \(st) | \(r.simulator.lateSends) |\n"
         }
-        s += "\nThread names: `NIO-SGLTN-1-#n` are SwiftNIO event loops (in the daemon one of them owns the shared RTP socket, every call's pacer and every AI WebSocket; the other serves ARI and the control socket), `…oot.default-qos` are Swift concurrency's worker threads (call actors); in the simulator `NIO-ELT-…` is the AI echo server's own event loop.\n\n"
+        s += "\nThread names: `NIO-SGLTN-1-#n` are SwiftNIO event loops (in the daemon one of them owns the shared RTP socket, every call's pacer and every AI WebSocket; the other serves ARI and the control socket), `…oot.default-qos` are Swift concurrency's worker threads (call actors); in the simulator one event loop (`NIO-SGLTN-1-#1`) serves the fake Asterisk, every caller's RTP and the AI echo server.\n\n"
         s += "## Daemon counters vs simulator\n\n"
         s += "The daemon's own counters (`stats` over its control socket, as `foneaictl stats --json` shows them), read after the calls ended, against what the simulator observed: *daemon / simulator* per run.\n\n"
         s += "| check | " + runs.map { "\($0.parameters.calls) calls" }.joined(separator: " | ") + " |\n"

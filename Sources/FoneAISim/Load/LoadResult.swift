@@ -54,6 +54,8 @@ public struct LoadResult: Codable, Sendable {
         public var daemonLogLevel: String
         /// `ai.maxBufferedAudioMs` given to the daemon (nil: its default, 10000).
         public var maxBufferedAudioMs: Int?
+        /// Seed of the Poisson call arrivals (nil: a run from before arrivals were random).
+        public var seed: UInt64?
     }
 
     public struct Calls: Codable, Sendable {
