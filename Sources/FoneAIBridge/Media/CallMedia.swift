@@ -88,7 +88,18 @@ public final class CallMedia: MediaLeg {
 
     public func enqueueAudio(_ pcm: ByteBuffer, sampleRate: Int) {
         lastAudioTick.store(RTPPacer.now(), ordering: .relaxed)
-        let wasParked = playout.enqueue(pcm, sampleRate: sampleRate)
+        notifyPacer(wasParked: playout.enqueue(pcm, sampleRate: sampleRate), audioArrived: true)
+    }
+
+    public func addMark(_ name: String) {
+        notifyPacer(wasParked: playout.addMark(name), audioArrived: false)
+    }
+
+    /// Wakes the pacer for a queue that was parked; on the pacer's own loop, new audio may also
+    /// play at once in a slot that waits for it.
+    private func notifyPacer(wasParked: Bool, audioArrived: Bool) {
+        guard wasParked || audioArrived else { return }
+        // Before playout starts there is no pacer yet; starting it plays what is queued.
         guard let (loop, pacer) = pacer.withLock({ $0 }) else { return }
         if !loop.inEventLoop {
             if wasParked { loop.execute { pacer.value.wake(self) } }
@@ -97,16 +108,6 @@ public final class CallMedia: MediaLeg {
         } else {
             pacer.value.audioArrived(self)
         }
-    }
-
-    public func addMark(_ name: String) {
-        if playout.addMark(name) { wakePacer() }
-    }
-
-    private func wakePacer() {
-        // Before playout starts there is no pacer yet; starting it plays what is queued.
-        guard let (loop, pacer) = pacer.withLock({ $0 }) else { return }
-        loop.execute { pacer.value.wake(self) }
     }
 
     /// Hands the call to the socket's pacer (on its event loop).
