@@ -114,7 +114,7 @@ final class RTPPacer {
     private func flushSoon() {
         guard !flushPending else { return }
         flushPending = true
-        channel.eventLoop.execute { [self] in
+        channel.eventLoop.assumeIsolated().execute { [self] in
             flushPending = false
             channel.flush()
         }
@@ -245,7 +245,7 @@ final class RTPPacer {
         }
         if let timer, timer.tick <= next { return }
         timer?.task.cancel()
-        let task = channel.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * Self.tickNanos)) { [self] in
+        let task = channel.eventLoop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * Self.tickNanos)) { [self] in
             timerFired()
         }
         timer = (next, task)
