@@ -291,16 +291,17 @@ public enum LoadBenchmark {
             let wS = mediaStart + edge
             let wE = hangupAt[i] > edge ? hangupAt[i] - edge : 0
             windowSum += wE > wS ? Double(wE - wS) / 1e9 : 0
+            let heard = await call.heardPackets()
             let a = LoadCallAnalysis(
                 windowStart: wS, windowEnd: wE, indexer: indexer, tags: tags,
                 sent: await call.sentPacketNanos(),
                 aiArrival: session?.arrivalNanos ?? [], aiEcho: session?.echoNanos ?? [], aiSlot: session?.toneSlot ?? [],
-                heard: await call.heardPackets(), heardSamples: await call.heardAudio())
+                heard: heard, heardSamples: await call.heardAudio())
             if times != nil {
                 // Per call: the AI's echo send times, then each echoed frame's latency to the caller.
                 func rel(_ t: UInt64) -> String { String(Int64(bitPattern: t &- runStart)) }
                 times! += "echo \(i) " + (session?.echoNanos ?? []).map(rel).joined(separator: " ") + "\n"
-                times! += "heard \(i) " + (await call.heardPackets()).map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") }.joined(separator: " ") + "\n"
+                times! += "heard \(i) " + heard.map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") }.joined(separator: " ") + "\n"
                 times! += "latency \(i) " + zip(a.toCallerTimes, a.toCallerLatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
             }
             if let first = a.firstAIFrameNanos { firstAudioMs.append(Double(first - call.placedAtNanos) / 1e6) }

@@ -119,17 +119,8 @@ public final class LoadDaemon: Sendable {
 
     /// The daemon's log from byte `offset` on, and the offset after it (to follow the log).
     public func log(from offset: Int) -> (text: String, end: Int) {
-        let fd = open(logPath, O_RDONLY)
-        guard fd >= 0 else { return ("", offset) }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset + out.count)) }
-            if n <= 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return (String(decoding: out, as: UTF8.self), offset + out.count)
+        let bytes = LoadFiles.readBytes(logPath, from: offset) ?? []
+        return (String(decoding: bytes, as: UTF8.self), offset + bytes.count)
     }
 
     /// The daemon's log so far (the last `maxBytes`).
@@ -217,7 +208,6 @@ enum LoadProc {
         return out
     }
 
-    /// Context switches (voluntary, involuntary) summed over the threads of `pid`.
     /// Each thread's voluntary and involuntary context switches so far, by thread id.
     static func contextSwitches(pid: String) -> [Int: (voluntary: Int, involuntary: Int)] {
         var threads: [Int: (voluntary: Int, involuntary: Int)] = [:]
@@ -351,17 +341,22 @@ enum LoadProc {
 
 enum LoadFiles {
     static func read(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The file's bytes from `offset` to its end, or nil when it cannot be opened.
+    static func readBytes(_ path: String, from offset: Int = 0) -> [UInt8]? {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset + out.count)) }
             if n <= 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     static func write(_ path: String, _ text: String) throws {

@@ -14,44 +14,34 @@ import Synchronization
 /// stays small and its timestamps stay close to the socket.
 public final class LoadEchoServer: Sendable {
     private let channel: any Channel
-    /// The event loop group the server made for itself (nil: it runs on one it was given).
-    private let ownGroup: MultiThreadedEventLoopGroup?
     private let registry: LoadEchoRegistry
     public let host: String
     public let path: String
 
-    private init(channel: any Channel, ownGroup: MultiThreadedEventLoopGroup?, registry: LoadEchoRegistry, host: String, path: String) {
+    private init(channel: any Channel, registry: LoadEchoRegistry, host: String, path: String) {
         self.channel = channel
-        self.ownGroup = ownGroup
         self.registry = registry
         self.host = host
         self.path = path
     }
 
-    /// Starts listening on `host:port` (0 = any), on `group`'s event loops, or with one event loop
-    /// thread of its own when `group` is nil.
+    /// Starts listening on `host:port` (0 = any), on `group`'s event loops (the load benchmark
+    /// shares one loop between the whole simulator and this server).
     /// `tone` tells the server how to recognise the caller's packets (see `ToneFrameIndexer`).
     public static func start(host: String = "127.0.0.1", port: Int = 0, path: String = "/stream",
-                             group shared: (any EventLoopGroup)? = nil, tone: ToneFrameIndexer, tags: EchoTags) async throws -> LoadEchoServer {
-        let ownGroup = shared == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
-        let group: any EventLoopGroup = shared ?? ownGroup!
+                             group: any EventLoopGroup, tone: ToneFrameIndexer, tags: EchoTags) async throws -> LoadEchoServer {
         let registry = LoadEchoRegistry(indexer: tone, tags: tags, path: path)
-        do {
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 4096)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { child in
-                    child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(LoadEchoHandler(registry: registry))
-                    }
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(LoadEchoHandler(registry: registry))
                 }
-                .bind(host: host, port: port).get()
-            return LoadEchoServer(channel: channel, ownGroup: ownGroup, registry: registry, host: host, path: path)
-        } catch {
-            try? await ownGroup?.shutdownGracefully()
-            throw error
-        }
+            }
+            .bind(host: host, port: port).get()
+        return LoadEchoServer(channel: channel, registry: registry, host: host, path: path)
     }
 
     public var port: Int { channel.localAddress?.port ?? 0 }
@@ -67,7 +57,6 @@ public final class LoadEchoServer: Sendable {
 
     public func stop() async {
         try? await channel.close()
-        try? await ownGroup?.shutdownGracefully()
     }
 }
 
