@@ -36,6 +36,16 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
     /// 8 kHz in and out: no resampler, so sample values pass unchanged.
     func queue() -> PlayoutQueue { PlayoutQueue(outputRate: 8000, maxBufferedMs: 1000, aiSampleRate: 8000) }
 
+    /// A queue that played one frame and then the two silent frames after it (the next slot parks it).
+    func queueAfterOneFrameAndItsSilentTail() -> PlayoutQueue {
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        _ = q.slot()
+        _ = q.slot(late: true)
+        _ = q.slot()
+        return q
+    }
+
     @Test func aWholeFrameGoesOutInTheFirstSlotWithTheMarker() {
         let q = queue()
         #expect(q.enqueue(frame(7), sampleRate: 8000), "the first audio wakes the pacer")
@@ -158,11 +168,7 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
 
     @Test func aNewBurstAfterTheTailLosesNothing() {
         // A source that sends in real time starts its next burst with one frame: kept.
-        let q = queue()
-        q.enqueue(frame(1), sampleRate: 8000)
-        _ = q.slot()
-        _ = q.slot(late: true)
-        _ = q.slot()
+        let q = queueAfterOneFrameAndItsSilentTail()
         q.enqueue(frame(5), sampleRate: 8000)
         #expect(q.slot() == .sent([Int16](repeating: 5, count: 160), marker: false))
         // And one sent ahead arrives deep: kept.
@@ -185,11 +191,7 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
     }
 
     @Test func aStallThatOutlastsTheTailIsCaughtUpWithinTheWindow() {
-        let q = queue()
-        q.enqueue(frame(1), sampleRate: 8000)
-        _ = q.slot()
-        _ = q.slot(late: true)
-        _ = q.slot()
+        let q = queueAfterOneFrameAndItsSilentTail()
         #expect(q.slot() == .parked)
         // Four slots played none of frames 2-5 (two silent, two parked); they come at once with
         // frame 6, which is due now: eight slots at half spacing catch the caller up.
@@ -202,11 +204,7 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
 
     @Test func fewerFramesThanMissedSlotsAreCaughtUpToo() {
         // A stall upstream: three slots went silent or parked, then two frames came at once.
-        let q = queue()
-        q.enqueue(frame(1), sampleRate: 8000)
-        _ = q.slot()
-        _ = q.slot(late: true)
-        _ = q.slot()
+        let q = queueAfterOneFrameAndItsSilentTail()
         #expect(q.slot() == .parked)
         q.enqueue(frame(2), sampleRate: 8000)
         q.enqueue(frame(3), sampleRate: 8000)
@@ -218,11 +216,7 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
     }
 
     @Test func audioAfterAPauseIsNeverDropped() {
-        let q = queue()
-        q.enqueue(frame(1), sampleRate: 8000)
-        _ = q.slot()
-        _ = q.slot(late: true)
-        _ = q.slot()
+        let q = queueAfterOneFrameAndItsSilentTail()
         _ = q.slot()
         q.skipSlots(10)
         for v in Int16(2)...14 { q.enqueue(frame(v), sampleRate: 8000) }
