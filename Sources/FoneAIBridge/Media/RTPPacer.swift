@@ -3,14 +3,14 @@ import NIOCore
 /// Paces every call's AI audio out of the shared RTP socket: one 20 ms packet per call per slot,
 /// from one timer on the socket's event loop.
 ///
-/// Audio the AI streams in real time goes out as it arrives, but never less than 18.5 ms after
-/// the call's previous packet: each slot opens 1.5 ms before the 20 ms grid, and a frame that
-/// arrives after its slot opened re-anchors the grid at the moment it was sent. So the grid
-/// follows the AI's frames both ways (later by a late frame's lateness, earlier by up to 1.5 ms a
-/// frame), a frame waits at most until the slot opens, and the spacing stays 18.5–20 ms plus the
-/// AI's own lateness (15 ms while catching up after audio bunched up, see `behindTicks`). Audio
-/// already queued (the AI sent ahead, or a backlog) plays on the grid, exactly 20 ms apart, and a
-/// slot that finds its frame queued keeps the grid where it is.
+/// Audio the AI streams in real time plays `holdTicks` (2 ms) after it arrives: the call's 20 ms
+/// grid sits that far behind the AI's frames, so a frame up to 2 ms late still goes out on the
+/// grid and the caller hears the AI's jitter only beyond that. After each live frame the grid
+/// moves towards the hold: 0.5 ms a frame while it is close, 1.5 ms a frame (18.5 ms spacing) once
+/// frames wait 1 ms too long, 3.5 ms a frame once they wait 4 ms too long (the AI's audio bunched
+/// up after a hiccup upstream). A frame that misses its slot goes out as it arrives and the grid
+/// restarts there. Audio already queued (the AI sent ahead, or a backlog) plays on the grid,
+/// exactly 20 ms apart.
 ///
 /// Calls wait in a timing wheel of 0.5 ms buckets; one timer wakes the loop for the next
 /// non-empty bucket, every packet due is written, and one flush hands them all to the kernel in a
@@ -26,17 +26,15 @@ final class RTPPacer {
     /// almost a whole slot, because audio that misses its slot plays one slot later and, from a
     /// source that streams in real time, every frame after it waits that extra slot too.
     static let graceTicks = frameTicks - 2
-    /// How long before the grid a slot opens when no whole frame is queued (1.5 ms): the least
-    /// spacing is 18.5 ms, within the ±2 ms a phone's jitter buffer expects of 20 ms packets.
-    static let earlyTicks: Int64 = 3
-    /// A frame already waiting this long when its slot opened means the AI's audio bunched up (a
-    /// hiccup upstream): the next slot opens `catchUpTicks` sooner, so the caller is back in
-    /// time within a few frames instead of gaining 1.5 ms a frame.
-    static let behindTicks: Int64 = 8
-    static let catchUpTicks: Int64 = 7
-    /// A burst's first slot is this long after its first audio arrived, so audio enqueued in the
-    /// same event-loop turn goes out together.
-    static let leadTicks: Int64 = 1
+    /// How long live audio waits for its slot (2 ms): the jitter the caller does not hear, and
+    /// latency every live frame pays. A burst's first slot is this long after its audio arrived.
+    static let holdTicks: Int64 = 4
+    /// How far the grid moves towards the hold after a live frame (see `gridShift`).
+    static let driftTicks: Int64 = 1
+    static let behindTicks: Int64 = 2
+    static let catchUpTicks: Int64 = 3
+    static let farBehindTicks: Int64 = 8
+    static let farCatchUpTicks: Int64 = 7
     /// Buckets in the wheel: a power of two above the farthest anything is scheduled ahead (one slot).
     static let wheelSize = 64
 
@@ -64,6 +62,9 @@ final class RTPPacer {
         var stopped = false
         /// The current slot opened before its frame had arrived.
         var waited = false
+        /// The current slot's frame was not yet queued when the previous packet went out: it is
+        /// live audio, and its wait tells where the grid stands against the AI's timing.
+        var live = true
         /// The last packet's buffer, reused once the kernel has it (NIO then lets go of it).
         var packet: ByteBuffer
 
@@ -126,13 +127,14 @@ final class RTPPacer {
         call.stopped = true
     }
 
-    /// A burst starts: its first slot is `leadTicks` from now.
+    /// A burst starts: its first slot is `holdTicks` from now.
     private func kick(_ call: PacedCall) {
-        let first = Self.now() + Self.leadTicks
+        let first = Self.now() + Self.holdTicks
         // The slots that passed while the call was parked.
         call.media.skipSlots(Int((first - call.due) / Self.frameTicks))
         call.due = first
         call.waited = false
+        call.live = true
         schedule(call, at: first)
         armTimer()
     }
@@ -153,10 +155,10 @@ final class RTPPacer {
         switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, channel: channel) {
         case .sent(_, let hurry):
             let next = Self.nextSlot(sentAt: now, due: call.due, waited: call.waited, hurry: hurry,
-                                     audioArrivedAt: call.media.lastAudioArrival,
-                                     wholeFrameQueued: call.media.playout.hasWholeFrame)
+                                     live: call.live, audioArrivedAt: call.media.lastAudioArrival)
             call.due = next.due
             call.waited = false
+            call.live = !call.media.playout.hasWholeFrame
             schedule(call, at: next.opens)
             return true
         case .wait:
@@ -174,23 +176,30 @@ final class RTPPacer {
     /// and when the next slot opens.
     /// - waited: the slot opened before its frame had arrived (the frame went out as it arrived).
     /// - hurry: the playout queue is catching up whole frames (the next slot is half a frame away).
+    /// - live: the frame arrived after the previous packet went out.
     /// - audioArrivedAt: when the call's latest AI audio arrived.
-    /// - wholeFrameQueued: the next frame is already queued.
     static func nextSlot(sentAt now: Int64, due: Int64, waited: Bool, hurry: Bool,
-                         audioArrivedAt: Int64, wholeFrameQueued: Bool) -> (due: Int64, opens: Int64) {
-        var next: Int64
+                         live: Bool, audioArrivedAt: Int64) -> (due: Int64, opens: Int64) {
+        let next: Int64
         if hurry {
             next = due + frameTicks / 2
-        } else if waited || now < due {
-            // Live audio, sent as it arrived (or as its slot opened early): the grid follows it.
+        } else if waited {
             next = now + frameTicks
-            if !waited && now - audioArrivedAt >= behindTicks { next -= catchUpTicks }
+        } else if live {
+            next = due + frameTicks - gridShift(waitBeyondHold: due - audioArrivedAt - holdTicks)
         } else {
             // Queued audio keeps the grid, even when the loop ran this slot late.
             next = due + frameTicks
         }
-        let opens = wholeFrameQueued ? next : next - earlyTicks
-        return (next, max(opens, now + 1))
+        return (next, max(next, now + 1))
+    }
+
+    /// How much sooner the next slot comes after a live frame that waited `waitBeyondHold` ticks
+    /// longer than the hold (negative: shorter, so the grid moves later).
+    static func gridShift(waitBeyondHold: Int64) -> Int64 {
+        if waitBeyondHold >= farBehindTicks { return farCatchUpTicks }
+        if waitBeyondHold >= behindTicks { return catchUpTicks }
+        return min(max(waitBeyondHold, -driftTicks), driftTicks)
     }
 
     private func schedule(_ call: PacedCall, at tick: Int64) {
