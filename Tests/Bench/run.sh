@@ -51,12 +51,16 @@ fi
 command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 2; }
 [ -x "$SIM" ] && [ -x "$BIN/foneai-bridge" ] || { echo "no release binaries in $BIN: run 'make bench' (it builds them)"; exit 2; }
 mkdir -p "$OUT"
-rm -f "$OUT"/load-*.json "$OUT"/load-*.txt
+rm -f "$OUT"/load-*.json "$OUT"/load-*.txt "$OUT"/stalled-*
 
 echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-run() {  # run N: one load run, results in $OUT/load-N.json
+# A pause in the simulator's own RTP sends longer than this (ms) is the instrument stalling, not
+# the bridge (see LoadBenchmark.simulatorStallMs): such a row is kept as stalled-N.* and run again once.
+STALL_MS=200
+
+once() {  # once N: one load run, results in $OUT/load-N.json
     local n="$1"
     echo "=== $n calls, ${SECS} s, ${RATE}/s (load average $(cut -d' ' -f1 /proc/loadavg))"
     if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
@@ -67,6 +71,19 @@ run() {  # run N: one load run, results in $OUT/load-N.json
         return 1
     fi
     sleep 5  # let the previous run's sockets close
+}
+
+stalled() { jq -e ".pacing.simulatorSendIntervalMs.max > $STALL_MS" "$OUT/load-$1.json" >/dev/null; }
+
+run() {  # run N: once N, and once more if the simulator stalled
+    local n="$1"
+    once "$n" || return 1
+    if stalled "$n"; then
+        mv "$OUT/load-$n.json" "$OUT/stalled-$n.json"
+        mv "$OUT/load-$n.txt" "$OUT/stalled-$n.txt"
+        echo "the simulator stalled in the run with $n calls (its own sends paused > $STALL_MS ms): running it again"
+        once "$n"
+    fi
 }
 
 passes() { [ -f "$OUT/load-$1.json" ] && [ "$(jq -r .allTargetsMet "$OUT/load-$1.json")" = true ]; }
@@ -102,3 +119,9 @@ fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
     --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
+
+stalls=$(for f in "$OUT"/stalled-*.json; do [ -f "$f" ] && jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
+if [ -n "$stalls" ]; then
+    printf '\nRun again because the simulator stalled (its own RTP sends paused longer than %s ms; the bridge cannot cause that, and the calls then up carry the pause to their end): %s. The stalled runs are in `%s/stalled-N.*`, not in the tables.\n' \
+        "$STALL_MS" "$stalls" "$OUT" >>"$DOCS/benchmarks.md"
+fi

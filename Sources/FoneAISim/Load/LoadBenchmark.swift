@@ -425,6 +425,10 @@ public enum LoadBenchmark {
         if result.simulator.lateSends > 0 {
             result.notes.append("the simulator itself ran late (\(result.simulator.lateSends) send ticks > 40 ms late): its numbers include its own overload")
         }
+        let simulatorPause = result.pacing.simulatorSendIntervalMs.max
+        if simulatorPause > simulatorStallMs {
+            result.notes.append("the simulator stalled: its own RTP sends paused \(LoadResult.fmt(simulatorPause, 0)) ms (normally under 70), and the calls up then carry that pause in their audio to the end; this run measures the instrument, not the bridge")
+        }
         if excluded > 0 {
             result.notes.append("\(excluded) calls left out of the media figures: the simulator gave their external channels the same RTP port, which mixes their audio outside the bridge")
         }
@@ -434,6 +438,10 @@ public enum LoadBenchmark {
         if exitStatus != 0 { result.notes.append("the daemon did not exit 0 after SIGTERM") }
         return result
     }
+
+    /// A pause in the simulator's own RTP sends longer than this is the instrument stalling (its
+    /// event loop did not run), not anything the bridge did; `make bench` runs such a row again.
+    public static let simulatorStallMs = 200.0
 
     static func targets(_ r: LoadResult) -> [LoadResult.Target] {
         let f = LoadResult.fmt
