@@ -42,6 +42,8 @@ public actor BridgeDaemon: Service {
     // MARK: Service
 
     public func run() async throws {
+        // One AI WebSocket per call, plus ARI and control connections.
+        FileDescriptorTable.reserve(2 * config.calls.maxCalls + 256)
         let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
                               configuration: Self.httpConfiguration(config.ari))
         self.http = http
