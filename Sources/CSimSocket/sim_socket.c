@@ -5,6 +5,8 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #if defined(__linux__)
 #include <linux/sockios.h>
 #endif
@@ -76,4 +78,15 @@ int sim_thread_realtime(int priority) {
     errno = ENOTSUP;
     return -1;
 #endif
+}
+
+int sim_reserve_descriptors(int count) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    if ((rlim_t)count > limit.rlim_cur) count = (int)limit.rlim_cur;
+    if (count < 4) return 0;
+    int probe = fcntl(2, F_DUPFD_CLOEXEC, count - 1);
+    if (probe < 0) return -1;
+    close(probe);
+    return count;
 }

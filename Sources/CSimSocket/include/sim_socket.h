@@ -22,4 +22,10 @@ int sim_usable_cpus(void);
 /// normal policy (threads it starts afterwards inherit that). Returns 0, or -1 with errno set.
 int sim_thread_realtime(int priority);
 
+/// Grows this process's file-descriptor table once to hold `count` descriptors (at most the soft
+/// RLIMIT_NOFILE): growing it later, in a multi-threaded process, waits for an RCU grace period
+/// inside whichever call opened the descriptor (8-28 ms here, over a second under load), which on
+/// the simulator's event loop stalls every caller's RTP. Returns the size, or -1 with errno set.
+int sim_reserve_descriptors(int count);
+
 #endif

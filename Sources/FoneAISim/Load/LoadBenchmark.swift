@@ -73,6 +73,10 @@ public enum LoadBenchmark {
     public static func run(_ o: LoadOptions, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> LoadResult {
         precondition(o.calls > 0 && o.rate > 0 && o.holdSeconds > 0)
         LoadProc.raiseFileLimit()
+        // Per call: the external channel's RTP socket, the daemon's AI WebSocket and ARI connections.
+        guard sim_reserve_descriptors(Int32(4 * o.calls + 1024)) >= 0 else {
+            throw Failure(description: "cannot reserve the file-descriptor table: errno \(errno)")
+        }
         let loadBefore = LoadProc.loadAverage() ?? 0
         let indexer = ToneFrameIndexer(frequency: o.toneHz)
         guard indexer.period == 50 else {
