@@ -120,7 +120,7 @@ fi
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
     --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
 
-stalls=$(for f in "$OUT"/stalled-*.json; do [ -f "$f" ] && jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
+stalls=$(shopt -s nullglob; for f in "$OUT"/stalled-*.json; do jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
 if [ -n "$stalls" ]; then
     printf '\nRun again because the simulator stalled (its own RTP sends paused longer than %s ms; the bridge cannot cause that, and the calls then up carry the pause to their end): %s. The stalled runs are in `%s/stalled-N.*`, not in the tables.\n' \
         "$STALL_MS" "$stalls" "$OUT" >>"$DOCS/benchmarks.md"
