@@ -122,6 +122,8 @@ fi
 
 stalls=$(shopt -s nullglob; for f in "$OUT"/stalled-*.json; do jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
 if [ -n "$stalls" ]; then
-    printf '\nRun again because the simulator stalled (its own RTP sends paused longer than %s ms; the bridge cannot cause that, and the calls then up carry the pause to their end): %s. The stalled runs are in `%s/stalled-N.*`, not in the tables.\n' \
-        "$STALL_MS" "$stalls" "$OUT" >>"$DOCS/benchmarks.md"
+    # Into the generated part (above the marker), so the next report replaces it.
+    note=$(printf 'Run again because the simulator stalled (its own RTP sends paused longer than %s ms; the bridge cannot cause that, and the calls then up carry the pause to their end): %s. The stalled runs are in `%s/stalled-N.*`, not in the tables.' "$STALL_MS" "$stalls" "$OUT")
+    awk -v note="$note" '/^<!-- end of the generated part/ { print note; print "" } { print }' "$DOCS/benchmarks.md" >"$DOCS/benchmarks.md.new"
+    mv "$DOCS/benchmarks.md.new" "$DOCS/benchmarks.md"
 fi
