@@ -18,6 +18,8 @@ final class SimCounterBox: Sendable {
     let droppedUnsupportedPayloadPackets = Atomic<Int>(0)
     let malformedRTPPackets = Atomic<Int>(0)
     let packetsWithNoListener = Atomic<Int>(0)
+    /// Received after their channel was gone (while its socket lingers, see `ExternalMedia.close`).
+    let packetsAfterClose = Atomic<Int>(0)
     let restRequests = Atomic<Int>(0)
     let unauthorizedRequests = Atomic<Int>(0)
     let unknownRequests = Atomic<Int>(0)
@@ -41,6 +43,7 @@ final class SimCounterBox: Sendable {
         c.droppedUnsupportedPayloadPackets = droppedUnsupportedPayloadPackets.load(ordering: .relaxed)
         c.malformedRTPPackets = malformedRTPPackets.load(ordering: .relaxed)
         c.packetsWithNoListener = packetsWithNoListener.load(ordering: .relaxed)
+        c.packetsAfterClose = packetsAfterClose.load(ordering: .relaxed)
         c.restRequests = restRequests.load(ordering: .relaxed)
         c.unauthorizedRequests = unauthorizedRequests.load(ordering: .relaxed)
         c.unknownRequests = unknownRequests.load(ordering: .relaxed)
@@ -195,6 +198,9 @@ final class ExternalMedia: Sendable {
         state.withLock { $0.generation += 1 }
     }
 
+    /// The channel is gone: nothing more is sent or recorded. The socket itself stays open a
+    /// little longer, so packets the bridge sent before it learnt of the hangup are still counted
+    /// as received (`rtpPacketsReceived`) rather than refused by the kernel.
     func close() {
         let ch: (any Channel)? = state.withLock { st in
             st.closed = true
@@ -202,8 +208,11 @@ final class ExternalMedia: Sendable {
             st.listener = nil
             return st.channel
         }
-        ch?.close(promise: nil)
+        guard let ch else { return }
+        ch.eventLoop.scheduleTask(in: Self.lingerAfterClose) { ch.close(promise: nil) }
     }
+
+    static let lingerAfterClose = TimeAmount.milliseconds(500)
 
     /// When the kernel queued the datagram just read on this socket, on the monotonic clock: what
     /// Asterisk would see, however long this process took to get to it. Falls back to now.
@@ -224,10 +233,10 @@ final class ExternalMedia: Sendable {
             return
         }
         // Strict RTP: a new source is learned only after `learnPackets` dropped packets.
-        let (accepted, listener): (Bool, SimCall?) = state.withLock { st in
-            if st.closed { return (false, nil) }
+        let (accepted, listener, closed): (Bool, SimCall?, Bool) = state.withLock { st in
+            if st.closed { return (false, nil, true) }
             let listener = st.listener
-            if let learned = st.learnedSource, learned == source { return (true, st.listener) }
+            if let learned = st.learnedSource, learned == source { return (true, st.listener, false) }
             if st.candidate == source {
                 st.candidateCount += 1
             } else {
@@ -238,9 +247,13 @@ final class ExternalMedia: Sendable {
                 st.learnedSource = source
                 st.candidate = nil
                 st.candidateCount = 0
-                return (true, st.listener)
+                return (true, st.listener, false)
             }
-            return (false, listener)
+            return (false, listener, false)
+        }
+        if closed {
+            counters.packetsAfterClose.increment()
+            return
         }
         guard accepted else {
             counters.droppedStrictRTPPackets.increment()

@@ -143,6 +143,8 @@ public enum SimRTPFormat: String, Sendable {
 public struct SimCounters: Sendable, CustomStringConvertible {
     public var rtpPacketsSent = 0
     public var rtpPacketsReceived = 0
+    /// RTP packets that arrived after their external channel was gone (counted in `rtpPacketsReceived`).
+    public var packetsAfterClose = 0
     public var droppedDynamicPayloadPackets = 0
     public var droppedStrictRTPPackets = 0
     public var droppedUnsupportedPayloadPackets = 0
@@ -157,6 +159,6 @@ public struct SimCounters: Sendable, CustomStringConvertible {
     public var rtpLateSends = 0
 
     public var description: String {
-        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted) lateSends=\(rtpLateSends)"
+        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) afterClose=\(packetsAfterClose) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted) lateSends=\(rtpLateSends)"
     }
 }

@@ -371,7 +371,7 @@ public enum LoadBenchmark {
         check("caller frames sent to the AI", fin["rtp_in_packets"] ?? -1, aiFramesTotal, tolerance: calls.count * 3,
               "daemon: RTP packets taken in; simulator: frames the AI received (tolerance 3 per call for audio queued when the call ended)")
         check("RTP packets sent to the callers", fin["rtp_out_packets"] ?? -1, simCounters.rtpPacketsReceived,
-              "simulator: packets arriving at the external channels' sockets; a difference is loss on the way back")
+              "simulator: packets arriving at the external channels' sockets, \(simCounters.packetsAfterClose) of them after their channel was gone (each socket lingers 0.5 s); a difference is loss on the way back")
         check("calls failed", (fin["calls_failed"] ?? 0) - (statsBefore["calls_failed"] ?? 0), 0)
         check("AI errors", (fin["ai_errors"] ?? 0) + (fin["ai_unavailable"] ?? 0), 0)
         check("leaked channels + bridges at the end", leakedChannels + leakedBridges, 0, "simulator: live channels and bridges after all calls")
