@@ -237,6 +237,9 @@ public struct LoadResult: Codable, Sendable {
     public var agreement: [Check]
     public var targets: [Target]
     public var allTargetsMet: Bool
+    /// The simulator's own RTP sends paused longer than `LoadBenchmark.simulatorStallMs`: the run
+    /// measured the instrument, not the bridge (nil in runs from before this was recorded).
+    public var simulatorStalled: Bool?
     public var notes: [String]
 }
 
