@@ -214,6 +214,15 @@ final class ExternalMedia: Sendable {
 
     static let lingerAfterClose = TimeAmount.milliseconds(500)
 
+    /// What becomes of a datagram that arrives on this channel's socket.
+    private enum Admission {
+        /// The channel is gone (its socket lingers, see `close`).
+        case afterClose
+        /// From a source strict RTP has not learned (yet).
+        case strictDrop(SimCall?)
+        case accepted(SimCall?)
+    }
+
     /// When the kernel queued the datagram just read on this socket, on the monotonic clock: what
     /// Asterisk would see, however long this process took to get to it. Falls back to now.
     private func arrivalNanos() -> UInt64 {
@@ -233,10 +242,9 @@ final class ExternalMedia: Sendable {
             return
         }
         // Strict RTP: a new source is learned only after `learnPackets` dropped packets.
-        let (accepted, listener, closed): (Bool, SimCall?, Bool) = state.withLock { st in
-            if st.closed { return (false, nil, true) }
-            let listener = st.listener
-            if let learned = st.learnedSource, learned == source { return (true, st.listener, false) }
+        let admission: Admission = state.withLock { st in
+            if st.closed { return .afterClose }
+            if let learned = st.learnedSource, learned == source { return .accepted(st.listener) }
             if st.candidate == source {
                 st.candidateCount += 1
             } else {
@@ -247,19 +255,22 @@ final class ExternalMedia: Sendable {
                 st.learnedSource = source
                 st.candidate = nil
                 st.candidateCount = 0
-                return (true, st.listener, false)
+                return .accepted(st.listener)
             }
-            return (false, listener, false)
+            return .strictDrop(st.listener)
         }
-        if closed {
+        let listener: SimCall?
+        switch admission {
+        case .afterClose:
             counters.packetsAfterClose.increment()
             return
-        }
-        guard accepted else {
+        case .strictDrop(let call):
             counters.droppedStrictRTPPackets.increment()
             counters.noteStrictDrop("\(source) -> \(channelID) (expected \(remote))")
-            listener?.noteStrictRTPDrop()
+            call?.noteStrictRTPDrop()
             return
+        case .accepted(let call):
+            listener = call
         }
         let pt = header.payloadType
         if pt >= 35 {
