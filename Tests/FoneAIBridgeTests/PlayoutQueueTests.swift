@@ -21,7 +21,7 @@ extension PlayoutQueue {
     fileprivate func slot(late: Bool = false) -> Slot {
         let (taken, _) = take(late: late) { frame, marker in (Array(frame), marker) }
         switch taken {
-        case .sent(let (samples, marker), let hurry): return .sent(samples, marker: marker, hurry: hurry)
+        case .sent(let (samples, marker), let hurry, _): return .sent(samples, marker: marker, hurry: hurry)
         case .wait: return .wait
         case .parked: return .parked
         }
@@ -87,6 +87,17 @@ private func sent(_ value: Int16, marker: Bool = false, hurry: Bool = false) -> 
         #expect(q.slot() == .wait)
         q.enqueue(frame(2), sampleRate: 8000)
         #expect(q.slot() == .sent([Int16](repeating: 2, count: 160), marker: false))
+    }
+
+    @Test func aSentSlotSaysWhetherTheNextFrameIsAlreadyQueued() {
+        let q = queue()
+        q.enqueue(frame(1), sampleRate: 8000)
+        q.enqueue(frame(2), sampleRate: 8000)
+        var queued: [Bool] = []
+        for _ in 0..<2 {
+            if case .sent(_, _, let next) = q.take(late: false, { _, _ in true }).0 { queued.append(next) }
+        }
+        #expect(queued == [true, false])
     }
 
     @Test func aMarkOnAParkedQueueWakesThePacerAndIsReachedAtOnce() {

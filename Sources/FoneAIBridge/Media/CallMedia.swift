@@ -146,7 +146,7 @@ public final class CallMedia: MediaLeg {
             }
         }
         for mark in marks { onMarkReached(mark) }
-        if case .sent(true, _) = taken { outPackets.wrappingAdd(1, ordering: .relaxed) }
+        if case .sent(true, _, _) = taken { outPackets.wrappingAdd(1, ordering: .relaxed) }
         return taken
     }
 }

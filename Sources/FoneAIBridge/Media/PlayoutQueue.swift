@@ -110,7 +110,6 @@ public final class PlayoutQueue: Sendable {
     /// Nothing queued or owed: the caller has heard everything the AI sent.
     public var isIdle: Bool { state.withLock { $0.playout.depthSamples == 0 && $0.silentTail == 0 } }
     /// At least one whole frame is queued (the next slot need not wait for the AI).
-    public var hasWholeFrame: Bool { state.withLock { $0.playout.depthSamples >= frameSamples } }
     public var depthMs: Int { state.withLock { $0.playout.depthSamples * 1000 / outputRate } }
     public var droppedSamples: Int { state.withLock { $0.playout.droppedSamples } }
 
@@ -179,8 +178,9 @@ public final class PlayoutQueue: Sendable {
 
     public enum Take<R: Sendable>: Sendable {
         /// `emit` was called with this slot's frame; `hurry`: the next slot comes after half a
-        /// frame (catching up, see `catchUp`).
-        case sent(R, hurry: Bool)
+        /// frame (catching up, see `catchUp`); `nextFrameQueued`: a whole frame is already queued
+        /// for the next slot.
+        case sent(R, hurry: Bool, nextFrameQueued: Bool)
         /// Less than a frame is queued, or a burst has just run dry: ask again shortly (with
         /// `late: true` once the slot's grace is over).
         case wait
@@ -223,7 +223,8 @@ public final class PlayoutQueue: Sendable {
             let hurry = state.hurrySlots > 0
             if hurry { state.hurrySlots -= 1 }
             let result = state.frame.withUnsafeBufferPointer { emit($0, starts) }
-            return (.sent(result, hurry: hurry), Self.reachedMarks(&state))
+            let nextFrameQueued = state.playout.depthSamples >= count
+            return (.sent(result, hurry: hurry, nextFrameQueued: nextFrameQueued), Self.reachedMarks(&state))
         }
     }
 

@@ -153,12 +153,12 @@ final class RTPPacer {
             call.due += missed * Self.frameTicks
         }
         switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, channel: channel) {
-        case .sent(_, let hurry):
+        case .sent(_, let hurry, let nextFrameQueued):
             let next = Self.nextSlot(sentAt: now, due: call.due, waited: call.waited, hurry: hurry,
                                      live: call.live, audioArrivedAt: call.media.lastAudioArrival)
             call.due = next.due
             call.waited = false
-            call.live = !call.media.playout.hasWholeFrame
+            call.live = !nextFrameQueued
             schedule(call, at: next.opens)
             return true
         case .wait:

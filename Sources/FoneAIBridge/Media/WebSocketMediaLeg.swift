@@ -130,7 +130,7 @@ public final class WebSocketMediaLeg: MediaLeg {
             for mark in marks { onMarkReached(mark) }
             waited = false
             switch taken {
-            case .sent(let frame, _):
+            case .sent(let frame, _, _):
                 try await writer.write(.binary(frame))
                 outFrames.wrappingAdd(1, ordering: .relaxed)
             case .wait:
