@@ -142,4 +142,28 @@ import Testing
         #expect(!s.channel.isActive)
         #expect(s.recorder.events.withLock { $0 }.first?.hasPrefix("closed no answer to a ping") == true)
     }
+
+    @Test func callerAudioGoesOnTheWireAsOneMaskedBufferWithItsHeaderInFront() throws {
+        let s = try open()
+        try s.channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder(), position: .first)
+        try s.handler().open(call: call)
+        while try s.channel.readOutbound(as: ByteBuffer.self) != nil {}  // the opening message
+        let settings = RTPMediaSettings(inboundFormat: .slin16, swap16: true, outboundPayloadType: 118,
+                                        timestampIncrement: 320, maxBufferedAudioMs: 1000)
+        let media = CallMedia(settings: settings, aiSampleRate: 16000, toAI: s.outbound, onMarkReached: { _ in })
+        let payload = (0..<640).map { UInt8(truncatingIfNeeded: $0 * 7) }  // big-endian samples
+        payload.withUnsafeBytes { media.receive(payload: $0, allocator: s.channel.allocator) }
+        s.loop.run()
+
+        var wire = try #require(try s.channel.readOutbound(as: ByteBuffer.self))
+        #expect(try s.channel.readOutbound(as: ByteBuffer.self) == nil, "the header went out as a buffer of its own")
+        // FIN + binary; masked, 16-bit length 640; the mask key; then the masked samples, little-endian.
+        #expect(wire.readBytes(length: 4) == [0x82, 0x80 | 126, 0x02, 0x80])
+        let key = wire.readBytes(length: 4) ?? []
+        let body = wire.readBytes(length: 640) ?? []
+        #expect(key.count == 4 && body.count == 640 && wire.readableBytes == 0)
+        let unmasked = body.enumerated().map { $1 ^ key[$0 % 4] }
+        let expected = stride(from: 0, to: 640, by: 2).flatMap { [payload[$0 + 1], payload[$0]] }
+        #expect(unmasked == expected)
+    }
 }
