@@ -39,7 +39,6 @@ public final class PlayoutQueue: Sendable {
         var backlogMax = 0
         var startsTalkspurt = true
         var frame: [Int16]
-        var decoded: [Int16] = []
         var resampled: [Int16] = []
     }
 
@@ -67,9 +66,7 @@ public final class PlayoutQueue: Sendable {
                 let delay = state.resampler.latencyInputSamples * outputRate / sampleRate
                 state.resampled.append(contentsOf: repeatElement(0, count: delay))
             }
-            PCM16.appendLittleEndian(pcm.readableBytesView, to: &state.decoded)
-            state.decoded.withUnsafeBufferPointer { state.resampler.process($0, into: &state.resampled) }
-            state.decoded.removeAll(keepingCapacity: true)
+            state.resampler.process(pcm16LE: pcm, into: &state.resampled)
             state.resampled.withUnsafeBufferPointer { state.playout.append($0) }
             return Self.unpark(&state)
         }

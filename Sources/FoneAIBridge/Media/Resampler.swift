@@ -26,6 +26,9 @@ public struct Resampler: Sendable {
     let up: Int
     /// Input samples per polyphase cycle (downsampling factor).
     let down: Int
+    /// One output's step in input samples: `wholeStep + fractionStep / up`.
+    let wholeStep: Int
+    let fractionStep: Int
     /// Taps per phase (a multiple of 8).
     let taps: Int
     /// Half the filter support in input samples; output `n` at input time t uses x[floor(t)-half+1 ... floor(t)+half].
@@ -49,6 +52,8 @@ public struct Resampler: Sendable {
         let g = Resampler.gcd(inputRate, outputRate)
         up = outputRate / g
         down = inputRate / g
+        wholeStep = down / up
+        fractionStep = down % up
         if inputRate == outputRate {
             taps = 0
             half = 0
@@ -114,8 +119,9 @@ public struct Resampler: Sendable {
             out.append(contentsOf: input)
             return
         }
-        reserveHistory(input.count)
-        for s in input { history.append(Float(s)) }
+        appendHistory(count: input.count) { history in
+            for i in 0..<input.count { history[i] = Float(input[i]) }
+        }
         produce(into: &out)
     }
 
@@ -131,8 +137,9 @@ public struct Resampler: Sendable {
             PCM16.appendSamples(fromLittleEndian: bytes, to: &out)
             return
         }
-        reserveHistory(n)
-        for i in 0..<n { history.append(Float(PCM16.sampleLE(bytes, at: 2 * i))) }
+        appendHistory(count: n) { history in
+            for i in 0..<n { history[i] = Float(PCM16.sampleLE(bytes, at: 2 * i)) }
+        }
         produce(into: &out)
     }
 
@@ -167,10 +174,15 @@ public struct Resampler: Sendable {
         up == down ? inputCount : (inputCount + half) * up / down + 2
     }
 
-    /// Grows the history geometrically (an exact `reserveCapacity` per call could reallocate every time).
-    mutating func reserveHistory(_ extra: Int) {
-        let needed = history.count + extra
+    /// Appends `count` input samples that `fill` writes in place (one append per sample would
+    /// check the array's capacity and ownership every time). Grows the history geometrically:
+    /// an exact `reserveCapacity` per call could reallocate every time.
+    mutating func appendHistory(count: Int, _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let start = history.count
+        let needed = start + count
         if history.capacity < needed { history.reserveCapacity(Swift.max(needed, 2 * history.capacity)) }
+        history.append(contentsOf: repeatElement(0, count: count))
+        history.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
     }
 
     mutating func produce(into out: inout [Int16], limit: Int = .max) {
@@ -181,30 +193,42 @@ public struct Resampler: Sendable {
         let down = self.down
         var base = basePosition
         var phase = self.phase
+        // How many outputs the input allows: each needs x[base + half] and lies before `limit`.
+        var count = 0
+        do {
+            var b = base, p = phase
+            while b + half < available && b < limit {
+                count += 1
+                step(&b, &p)
+            }
+        }
+        guard count > 0 else { return }
         let historyStart = self.historyStart
-        coefficients.withUnsafeBufferPointer { coeffs in
-            history.withUnsafeBufferPointer { hist in
-                // Row covers x[base + half + 1 - taps ... base + half].
-                while base + half < available && base < limit {
-                    let first = base + half + 1 - taps - historyStart
-                    if first + taps > hist.count { break }
-                    let row = coeffs.baseAddress! + phase * taps
-                    let x = hist.baseAddress! + first
-                    var acc = SIMD8<Float>()
-                    var k = 0
-                    while k < taps {
-                        let c = UnsafeRawPointer(row + k).loadUnaligned(as: SIMD8<Float>.self)
-                        let v = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self)
-                        acc += c * v
-                        k += 8
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: count))
+        out.withUnsafeMutableBufferPointer { out in
+            coefficients.withUnsafeBufferPointer { coeffs in
+                history.withUnsafeBufferPointer { hist in
+                    for n in start..<(start + count) {
+                        // Row covers x[base + half + 1 - taps ... base + half].
+                        let row = coeffs.baseAddress! + phase * taps
+                        let x = hist.baseAddress! + (base + half + 1 - taps - historyStart)
+                        // Two accumulators, so each multiply-add need not wait for the one before.
+                        var even = SIMD8<Float>()
+                        var odd = SIMD8<Float>()
+                        var k = 0
+                        while k + 16 <= taps {
+                            even += Self.load(row + k) * Self.load(x + k)
+                            odd += Self.load(row + k + 8) * Self.load(x + k + 8)
+                            k += 16
+                        }
+                        if k < taps { even += Self.load(row + k) * Self.load(x + k) }
+                        // Round half away from zero by truncating: `rounded()` is a libm call per sample.
+                        let sum = Self.sum(even + odd)
+                        let y = sum < 0 ? sum - 0.5 : sum + 0.5
+                        out[n] = y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
+                        step(&base, &phase)
                     }
-                    // Round half away from zero by truncating: `rounded()` is a libm call per sample.
-                    let sum = acc.sum()
-                    let y = sum < 0 ? sum - 0.5 : sum + 0.5
-                    out.append(y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y)))
-                    phase += down
-                    base += phase / up
-                    phase %= up
                 }
             }
         }
@@ -217,6 +241,31 @@ public struct Resampler: Sendable {
             history.removeFirst(drop)
             self.historyStart += drop
         }
+    }
+
+    /// Moves an output position (`base + phase / up` input samples) on by one output, without
+    /// the integer division per sample that `phase / up` would cost.
+    @inline(__always)
+    func step(_ base: inout Int, _ phase: inout Int) {
+        base += wholeStep
+        phase += fractionStep
+        if phase >= up {
+            phase -= up
+            base += 1
+        }
+    }
+
+    /// Adds the lanes pairwise (`SIMD8.sum()` adds them one after another).
+    @inline(__always)
+    static func sum(_ v: SIMD8<Float>) -> Float {
+        let four = v.lowHalf + v.highHalf
+        let two = four.lowHalf + four.highHalf
+        return two[0] + two[1]
+    }
+
+    @inline(__always)
+    static func load(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
     }
 
     static func gcd(_ a: Int, _ b: Int) -> Int {
