@@ -302,11 +302,13 @@ public enum LoadBenchmark {
                 aiArrival: session?.arrivalNanos ?? [], aiEcho: session?.echoNanos ?? [], aiSlot: session?.toneSlot ?? [],
                 heard: heard, heardSamples: await call.heardAudio())
             if times != nil {
-                // Per call: the AI's echo send times, then each echoed frame's latency to the caller.
+                // Per call: the AI's echo send times, each echoed frame's latency to the caller, and each
+                // caller packet's latency to the AI.
                 func rel(_ t: UInt64) -> String { String(Int64(bitPattern: t &- runStart)) }
                 times! += "echo \(i) " + (session?.echoNanos ?? []).map(rel).joined(separator: " ") + "\n"
                 times! += "heard \(i) " + heard.map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") }.joined(separator: " ") + "\n"
                 times! += "latency \(i) " + zip(a.toCallerTimes, a.toCallerLatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
+                times! += "toai \(i) " + zip(a.toAITimes, a.toAILatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
             }
             if let first = a.firstAIFrameNanos { firstAudioMs.append(Double(first - call.placedAtNanos) / 1e6) }
             toAIInWindow += a.toAIInWindow
