@@ -16,6 +16,8 @@ import Darwin
 /// above ~4.5 kHz by more than 60 dB) and upsampling suppresses images. State carries across
 /// calls, so chunk boundaries are seamless: feeding the input in any split gives the same output.
 ///
+/// Halving the rate (16 → 8 kHz, the common case here) skips the filter's zero taps (`HalfBand`).
+///
 /// Output lags input by `latencyInputSamples` input samples (half the filter length); `flush`
 /// pushes out the tail. Equal rates pass samples through unchanged.
 public struct Resampler: Sendable {
@@ -37,6 +39,8 @@ public struct Resampler: Sendable {
     let lead: Int
     /// `up` phases × `taps` coefficients.
     let coefficients: [Float]
+    /// The 2:1 path (16 → 8 kHz, 48 → 24 kHz, …), which skips the filter's zero taps; nil otherwise.
+    var halfBand: HalfBand?
 
     /// Input history; `history[0]` is input sample index `historyStart` (may be negative: zero pre-roll).
     var history: [Float]
@@ -46,6 +50,11 @@ public struct Resampler: Sendable {
     var phase: Int
 
     public init(from inputRate: Int, to outputRate: Int) {
+        self.init(from: inputRate, to: outputRate, allowHalfBand: true)
+    }
+
+    /// `allowHalfBand: false` keeps 2:1 decimation on the general path (to compare the two).
+    init(from inputRate: Int, to outputRate: Int, allowHalfBand: Bool) {
         precondition(inputRate > 0 && outputRate > 0, "sample rates must be positive")
         self.inputRate = inputRate
         self.outputRate = outputRate
@@ -59,6 +68,7 @@ public struct Resampler: Sendable {
             half = 0
             lead = 0
             coefficients = []
+            halfBand = nil
             history = []
             historyStart = 0
             basePosition = 0
@@ -102,6 +112,7 @@ public struct Resampler: Sendable {
             for k in 0..<taps { coefficients[p * taps + k] = Float(row[k] / sum) }
         }
         self.coefficients = coefficients
+        halfBand = allowHalfBand && up == 1 && down == 2 ? HalfBand(row: coefficients, lead: lead, half: half) : nil
         // Pre-roll zeros before the first sample so output 0 aligns with input 0.
         history = [Float](repeating: 0, count: taps - half - 1)
         history.reserveCapacity(4096)
@@ -153,7 +164,7 @@ public struct Resampler: Sendable {
     public mutating func flush(into out: inout [Int16]) {
         guard up != down else { return }
         let inputEnd = historyStart + history.count
-        history.append(contentsOf: repeatElement(0, count: half))
+        appendHistory(count: half) { _ in }  // zeros
         // Produce only outputs whose position lies before the end of the real input.
         produce(into: &out, limit: inputEnd)
         reset()
@@ -167,6 +178,7 @@ public struct Resampler: Sendable {
         historyStart = -(taps - half - 1)
         basePosition = 0
         phase = 0
+        halfBand?.reset()
     }
 
     /// How many output samples `inputCount` more input samples will produce at most (for reserving).
@@ -183,6 +195,10 @@ public struct Resampler: Sendable {
         if history.capacity < needed { history.reserveCapacity(Swift.max(needed, 2 * history.capacity)) }
         history.append(contentsOf: repeatElement(0, count: count))
         history.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
+        if halfBand != nil {
+            let first = historyStart + start
+            history.withUnsafeBufferPointer { halfBand!.append(UnsafeBufferPointer(rebasing: $0[start...]), firstIndex: first) }
+        }
     }
 
     mutating func produce(into out: inout [Int16], limit: Int = .max) {
@@ -207,6 +223,14 @@ public struct Resampler: Sendable {
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: count))
         out.withUnsafeMutableBufferPointer { out in
+            if let halfBand {
+                history.withUnsafeBufferPointer { hist in
+                    halfBand.produce(into: UnsafeMutableBufferPointer(rebasing: out[start...]), from: base,
+                                     centers: hist.baseAddress! + (base - historyStart))
+                }
+                base += 2 * count
+                return
+            }
             coefficients.withUnsafeBufferPointer { coeffs in
                 history.withUnsafeBufferPointer { hist in
                     for n in start..<(start + count) {
@@ -223,10 +247,7 @@ public struct Resampler: Sendable {
                             k += 16
                         }
                         if k < taps { even += Self.load(row + k) * Self.load(x + k) }
-                        // Round half away from zero by truncating: `rounded()` is a libm call per sample.
-                        let sum = Self.sum(even + odd)
-                        let y = sum < 0 ? sum - 0.5 : sum + 0.5
-                        out[n] = y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
+                        out[n] = Self.pcm16(Self.sum(even + odd))
                         step(&base, &phase)
                     }
                 }
@@ -234,6 +255,7 @@ public struct Resampler: Sendable {
         }
         basePosition = base
         self.phase = phase
+        halfBand?.drop(before: base)
         // Drop history no longer needed (keep from the next output's first tap).
         let keepFrom = base + half + 1 - taps - historyStart
         if keepFrom > 0 {
@@ -253,6 +275,13 @@ public struct Resampler: Sendable {
             phase -= up
             base += 1
         }
+    }
+
+    /// Rounds half away from zero by truncating (`rounded()` is a libm call per sample) and clips.
+    @inline(__always)
+    static func pcm16(_ sum: Float) -> Int16 {
+        let y = sum < 0 ? sum - 0.5 : sum + 0.5
+        return y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
     }
 
     /// Adds the lanes pairwise (`SIMD8.sum()` adds them one after another).
@@ -286,5 +315,100 @@ public struct Resampler: Sendable {
             k += 1
         }
         return sum
+    }
+}
+
+extension Resampler {
+    /// 2:1 decimation. The filter's cutoff then sits at a quarter of the input rate, so the
+    /// windowed sinc is zero at every even distance from its centre but 0: each output needs the
+    /// centre sample and the odd-distance ones, half the taps. The odd-index input samples are
+    /// kept in an array of their own, so those multiply-adds still run over contiguous memory.
+    struct HalfBand: Sendable {
+        /// The centre tap.
+        let center: Float
+        /// `pad` zeros, then the taps at distances -(2 * side - 1), ..., -1, 1, ..., 2 * side - 1.
+        let odd: [Float]
+        let side: Int
+        let pad: Int
+        /// `samples[j]` is input sample 2 * (`start` + j) + 1.
+        var samples: [Float] = []
+        var start = 0
+
+        /// Nil unless `row` (phase 0 of a filter with support `half`, after `lead` zeros) really
+        /// is zero at the even distances.
+        init?(row: [Float], lead: Int, half: Int) {
+            let side = half / 2
+            let centerIndex = lead + half - 1
+            var odd: [Float] = []
+            for (k, c) in row.enumerated() {
+                let d = k - centerIndex
+                if d == 0 { continue }
+                if d % 2 != 0 && abs(d) <= 2 * side - 1 {
+                    odd.append(c)
+                } else if abs(c) > 1e-6 * abs(row[centerIndex]) {
+                    return nil
+                }
+            }
+            pad = (8 - odd.count % 8) % 8
+            self.odd = [Float](repeating: 0, count: pad) + odd
+            self.side = side
+            center = row[centerIndex]
+            reset()
+        }
+
+        /// Zeros for the odd samples before input 0.
+        mutating func reset() {
+            samples.removeAll(keepingCapacity: true)
+            samples.append(contentsOf: repeatElement(0, count: side + pad))
+            start = -(side + pad)
+        }
+
+        /// Takes the odd-index samples of `input`, whose first sample is input sample `firstIndex`.
+        mutating func append(_ input: UnsafeBufferPointer<Float>, firstIndex: Int) {
+            let first = firstIndex & 1 == 1 ? 0 : 1
+            let count = (input.count - first + 1) / 2
+            guard count > 0 else { return }
+            let end = samples.count
+            samples.append(contentsOf: repeatElement(0, count: count))
+            samples.withUnsafeMutableBufferPointer { samples in
+                for j in 0..<count { samples[end + j] = input[first + 2 * j] }
+            }
+        }
+
+        /// Outputs at input positions `from`, `from + 2`, … (even), one per element of `out`;
+        /// `centers[2 * n]` is the input sample at output `n`'s position.
+        func produce(into out: UnsafeMutableBufferPointer<Int16>, from position: Int, centers: UnsafePointer<Float>) {
+            let taps = odd.count
+            odd.withUnsafeBufferPointer { coeffs in
+                samples.withUnsafeBufferPointer { samples in
+                    for n in 0..<out.count {
+                        let t = position + 2 * n
+                        let x = samples.baseAddress! + (t / 2 - side - pad - start)
+                        let row = coeffs.baseAddress!
+                        var even = SIMD8<Float>()
+                        var odd = SIMD8<Float>()
+                        var k = 0
+                        while k + 16 <= taps {
+                            even += Resampler.load(row + k) * Resampler.load(x + k)
+                            odd += Resampler.load(row + k + 8) * Resampler.load(x + k + 8)
+                            k += 16
+                        }
+                        if k < taps { even += Resampler.load(row + k) * Resampler.load(x + k) }
+                        let sum = Resampler.sum(even + odd) + center * centers[2 * n]
+                        out[n] = Resampler.pcm16(sum)
+                    }
+                }
+            }
+        }
+
+        /// Forgets the samples no output from input position `position` on needs.
+        mutating func drop(before position: Int) {
+            let keepFrom = position / 2 - side - pad - start
+            if keepFrom > 0 {
+                let drop = min(keepFrom, samples.count)
+                samples.removeFirst(drop)
+                start += drop
+            }
+        }
     }
 }
