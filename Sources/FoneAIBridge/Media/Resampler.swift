@@ -237,17 +237,7 @@ public struct Resampler: Sendable {
                         // Row covers x[base + half + 1 - taps ... base + half].
                         let row = coeffs.baseAddress! + phase * taps
                         let x = hist.baseAddress! + (base + half + 1 - taps - historyStart)
-                        // Two accumulators, so each multiply-add need not wait for the one before.
-                        var even = SIMD8<Float>()
-                        var odd = SIMD8<Float>()
-                        var k = 0
-                        while k + 16 <= taps {
-                            even += Self.load(row + k) * Self.load(x + k)
-                            odd += Self.load(row + k + 8) * Self.load(x + k + 8)
-                            k += 16
-                        }
-                        if k < taps { even += Self.load(row + k) * Self.load(x + k) }
-                        out[n] = Self.pcm16(Self.sum(even + odd))
+                        out[n] = Self.pcm16(Self.dot(row, x, count: taps))
                         step(&base, &phase)
                     }
                 }
@@ -284,10 +274,22 @@ public struct Resampler: Sendable {
         return y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
     }
 
-    /// Adds the lanes pairwise (`SIMD8.sum()` adds them one after another).
+    /// Σ row[k] · x[k] for k < `count` (a multiple of 8). Two accumulators, so each multiply-add
+    /// need not wait for the one before; the lanes are added pairwise at the end (`SIMD8.sum()`
+    /// adds them one after another).
     @inline(__always)
-    static func sum(_ v: SIMD8<Float>) -> Float {
-        let four = v.lowHalf + v.highHalf
+    static func dot(_ row: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count: Int) -> Float {
+        var even = SIMD8<Float>()
+        var odd = SIMD8<Float>()
+        var k = 0
+        while k + 16 <= count {
+            even += load(row + k) * load(x + k)
+            odd += load(row + k + 8) * load(x + k + 8)
+            k += 16
+        }
+        if k < count { even += load(row + k) * load(x + k) }
+        let total = even + odd
+        let four = total.lowHalf + total.highHalf
         let two = four.lowHalf + four.highHalf
         return two[0] + two[1]
     }
@@ -384,17 +386,7 @@ extension Resampler {
                     for n in 0..<out.count {
                         let t = position + 2 * n
                         let x = samples.baseAddress! + (t / 2 - side - pad - start)
-                        let row = coeffs.baseAddress!
-                        var even = SIMD8<Float>()
-                        var odd = SIMD8<Float>()
-                        var k = 0
-                        while k + 16 <= taps {
-                            even += Resampler.load(row + k) * Resampler.load(x + k)
-                            odd += Resampler.load(row + k + 8) * Resampler.load(x + k + 8)
-                            k += 16
-                        }
-                        if k < taps { even += Resampler.load(row + k) * Resampler.load(x + k) }
-                        let sum = Resampler.sum(even + odd) + center * centers[2 * n]
+                        let sum = Resampler.dot(coeffs.baseAddress!, x, count: taps) + center * centers[2 * n]
                         out[n] = Resampler.pcm16(sum)
                     }
                 }
