@@ -86,14 +86,6 @@ public enum PCM16 {
         appendSamples(fromLittleEndian: bytes, to: &out)
     }
 
-    /// Appends the little-endian 16-bit samples in `bytes` to `out` (a trailing odd byte is ignored).
-    @inlinable
-    public static func appendLittleEndian(_ bytes: ByteBufferView, to out: inout [Int16]) {
-        if bytes.withContiguousStorageIfAvailable({ appendSamples(fromLittleEndian: UnsafeRawBufferPointer($0), to: &out) }) == nil {
-            Array(bytes).withUnsafeBytes { appendSamples(fromLittleEndian: $0, to: &out) }
-        }
-    }
-
     /// Appends the readable bytes of `buffer` (little-endian 16-bit samples; not consumed) to `out`.
     @inlinable
     public static func appendLittleEndian(_ buffer: ByteBuffer, to out: inout [Int16]) {

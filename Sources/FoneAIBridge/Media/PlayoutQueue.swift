@@ -106,7 +106,6 @@ public final class PlayoutQueue: Sendable {
 
     /// Nothing queued or owed: the caller has heard everything the AI sent.
     public var isIdle: Bool { state.withLock { $0.playout.depthSamples == 0 && $0.silentTail == 0 } }
-    /// At least one whole frame is queued (the next slot need not wait for the AI).
     public var depthMs: Int { state.withLock { $0.playout.depthSamples * 1000 / outputRate } }
     public var droppedSamples: Int { state.withLock { $0.playout.droppedSamples } }
 
