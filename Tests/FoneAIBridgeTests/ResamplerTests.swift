@@ -125,11 +125,13 @@ let rates = [8000, 16000, 24000, 44100, 48000]
             var general = Resampler(from: from, to: to, allowHalfBand: false)
             var a: [Int16] = [], b: [Int16] = []
             var i = 0
+            var flushed = false
             while i < input.count {
                 let n = min(chunk, input.count - i)
                 input[i..<(i + n)].withUnsafeBufferPointer { fast.process($0, into: &a); general.process($0, into: &b) }
                 i += n
-                if i == input.count / 2 {
+                if !flushed && i >= input.count / 2 && i < input.count {
+                    flushed = true
                     // A reset in the middle, as after a barge-in.
                     fast.flush(into: &a)
                     general.flush(into: &b)
