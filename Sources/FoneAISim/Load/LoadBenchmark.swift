@@ -432,8 +432,9 @@ public enum LoadBenchmark {
             result.notes.append("the simulator itself ran late (\(result.simulator.lateSends) send ticks > 40 ms late): its numbers include its own overload")
         }
         let simulatorPause = result.pacing.simulatorSendIntervalMs.max
-        result.simulatorStalled = simulatorPause > simulatorStallMs
-        if simulatorPause > simulatorStallMs {
+        let stalled = simulatorPause > simulatorStallMs
+        result.simulatorStalled = stalled
+        if stalled {
             result.notes.append("the simulator stalled: its own RTP sends paused \(LoadResult.fmt(simulatorPause, 0)) ms (normally under 70), and the calls up then carry that pause in their audio to the end; this run measures the instrument, not the bridge")
         }
         if excluded > 0 {
