@@ -394,15 +394,36 @@ extension Resampler {
 
         /// Outputs at input positions `from`, `from + 2`, … (even), one per element of `out`;
         /// `centers[2 * n]` is the input sample at output `n`'s position.
+        ///
+        /// Output `n` reads `samples[first + n ..< first + n + taps]`: neighbouring outputs' windows
+        /// are one sample apart, so eight outputs at a time take one vector multiply-add per tap
+        /// (each lane an output) and need no sum across lanes.
         func produce(into out: UnsafeMutableBufferPointer<Int16>, from position: Int, centers: UnsafePointer<Float>) {
             let taps = odd.count
+            let pad = self.pad
+            let center = self.center
             odd.withUnsafeBufferPointer { coeffs in
                 samples.withUnsafeBufferPointer { samples in
-                    for n in 0..<out.count {
-                        let t = position + 2 * n
-                        let x = samples.baseAddress! + (t / 2 - side - pad - start)
-                        let sum = Resampler.dot(coeffs.baseAddress!, x, count: taps) + center * centers[2 * n]
+                    let first = samples.baseAddress! + (position / 2 - side - pad - start)
+                    var n = 0
+                    while n + 8 <= out.count {
+                        let x = first + n
+                        var even = SIMD8<Float>(), odd = SIMD8<Float>()
+                        var k = pad
+                        while k + 1 < taps {
+                            even += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k)
+                            odd += SIMD8(repeating: coeffs[k + 1]) * Resampler.load(x + k + 1)
+                            k += 2
+                        }
+                        if k < taps { even += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k) }
+                        let sums = even + odd
+                        for lane in 0..<8 { out[n + lane] = Resampler.pcm16(sums[lane] + center * centers[2 * (n + lane)]) }
+                        n += 8
+                    }
+                    while n < out.count {
+                        let sum = Resampler.dot(coeffs.baseAddress!, first + n, count: taps) + center * centers[2 * n]
                         out[n] = Resampler.pcm16(sum)
+                        n += 1
                     }
                 }
             }
