@@ -217,8 +217,6 @@ public struct Resampler: Sendable {
         let available = historyStart + history.count  // index one past the last input sample
         let taps = self.taps
         let half = self.half
-        let up = self.up
-        let down = self.down
         var base = basePosition
         var phase = self.phase
         // How many outputs the input allows: each needs x[base + half] and lies before `limit`.
