@@ -122,7 +122,7 @@ let rates = [8000, 16000, 24000, 44100, 48000]
         let input = sine(frequency: 700, rate: from, count: from / 4).enumerated().map { Int16(clamping: Int($1) + ($0 % 13) * 900 - 5000) }
         for chunk in [1, 7, 320, 4096] {
             var fast = Resampler(from: from, to: to)
-            var general = Resampler(from: from, to: to, skipZeroTaps: false)
+            var general = Resampler(from: from, to: to, allowHalfBand: false)
             var a: [Int16] = [], b: [Int16] = []
             var i = 0
             var flushed = false
@@ -142,29 +142,6 @@ let rates = [8000, 16000, 24000, 44100, 48000]
             #expect(a.count == b.count, "\(from)→\(to) chunk \(chunk)")
             // The general path multiplies the zero taps too (≈1e-17 after rounding the design), and sums in another order.
             #expect(zip(a, b).allSatisfy { abs(Int($0) - Int($1)) <= 1 }, "\(from)→\(to) chunk \(chunk)")
-        }
-    }
-
-    @Test(arguments: [(8000, 16000), (8000, 24000), (16000, 24000), (8000, 48000)])
-    func upsamplingCopiesTheSamplesItLandsOn(_ from: Int, _ to: Int) {
-        #expect(Resampler(from: from, to: to).passThroughTap[0] >= 0)
-        #expect(Resampler(from: from, to: to).passThroughTap.dropFirst().allSatisfy { $0 < 0 })
-        #expect(Resampler(from: to, to: from).passThroughTap.allSatisfy { $0 < 0 }, "downsampling filters every output")
-        let input = sine(frequency: 700, rate: from, count: from / 4).enumerated().map { Int16(clamping: Int($1) + ($0 % 13) * 900 - 5000) }
-        for chunk in [1, 7, 160, 4096] {
-            var fast = Resampler(from: from, to: to)
-            var general = Resampler(from: from, to: to, skipZeroTaps: false)
-            var a: [Int16] = [], b: [Int16] = []
-            var i = 0
-            while i < input.count {
-                let n = min(chunk, input.count - i)
-                input[i..<(i + n)].withUnsafeBufferPointer { fast.process($0, into: &a); general.process($0, into: &b) }
-                i += n
-            }
-            fast.flush(into: &a)
-            general.flush(into: &b)
-            // The general path's other taps are ≈1e-17, far too small to move a rounded sample.
-            #expect(a == b, "\(from)→\(to) chunk \(chunk)")
         }
     }
 

@@ -16,8 +16,7 @@ import Darwin
 /// above ~4.5 kHz by more than 60 dB) and upsampling suppresses images. State carries across
 /// calls, so chunk boundaries are seamless: feeding the input in any split gives the same output.
 ///
-/// Halving the rate (16 → 8 kHz, the common case here) skips the filter's zero taps (`HalfBand`);
-/// when upsampling, outputs that fall on an input sample copy it (`passThroughTap`).
+/// Halving the rate (16 → 8 kHz, the common case here) skips the filter's zero taps (`HalfBand`).
 ///
 /// Output lags input by `latencyInputSamples` input samples (half the filter length); `flush`
 /// pushes out the tail. Equal rates pass samples through unchanged.
@@ -42,10 +41,6 @@ public struct Resampler: Sendable {
     let coefficients: [Float]
     /// The 2:1 path (16 → 8 kHz, 48 → 24 kHz, …), which skips the filter's zero taps; nil otherwise.
     var halfBand: HalfBand?
-    /// Per phase: the one non-zero tap when the row is a unit impulse, else -1. Upsampling puts the
-    /// cutoff at the input's Nyquist frequency, so the sinc is zero at every whole-sample distance
-    /// but 0, and phase 0 (an output on an input sample) is that sample: half the work at 8 → 16 kHz.
-    let passThroughTap: [Int]
 
     /// Input history; `history[0]` is input sample index `historyStart` (may be negative: zero pre-roll).
     var history: [Float]
@@ -55,11 +50,11 @@ public struct Resampler: Sendable {
     var phase: Int
 
     public init(from inputRate: Int, to outputRate: Int) {
-        self.init(from: inputRate, to: outputRate, skipZeroTaps: true)
+        self.init(from: inputRate, to: outputRate, allowHalfBand: true)
     }
 
-    /// `skipZeroTaps: false` runs every output through the full filter (to compare the paths).
-    init(from inputRate: Int, to outputRate: Int, skipZeroTaps: Bool) {
+    /// `allowHalfBand: false` keeps 2:1 decimation on the general path (to compare the two).
+    init(from inputRate: Int, to outputRate: Int, allowHalfBand: Bool) {
         precondition(inputRate > 0 && outputRate > 0, "sample rates must be positive")
         self.inputRate = inputRate
         self.outputRate = outputRate
@@ -74,7 +69,6 @@ public struct Resampler: Sendable {
             lead = 0
             coefficients = []
             halfBand = nil
-            passThroughTap = []
             history = []
             historyStart = 0
             basePosition = 0
@@ -118,13 +112,7 @@ public struct Resampler: Sendable {
             for k in 0..<taps { coefficients[p * taps + k] = Float(row[k] / sum) }
         }
         self.coefficients = coefficients
-        halfBand = skipZeroTaps && up == 1 && down == 2 ? HalfBand(row: coefficients, lead: lead, half: half) : nil
-        passThroughTap = (0..<up).map { p in
-            let row = coefficients[(p * taps)..<((p + 1) * taps)]
-            guard skipZeroTaps, let unit = row.firstIndex(where: { abs($0 - 1) < 1e-6 }),
-                  row.indices.allSatisfy({ $0 == unit || abs(row[$0]) < 1e-6 }) else { return -1 }
-            return unit - p * taps
-        }
+        halfBand = allowHalfBand && up == 1 && down == 2 ? HalfBand(row: coefficients, lead: lead, half: half) : nil
         // Pre-roll zeros before the first sample so output 0 aligns with input 0.
         history = [Float](repeating: 0, count: taps - half - 1)
         history.reserveCapacity(4096)
@@ -243,15 +231,12 @@ public struct Resampler: Sendable {
             }
             coefficients.withUnsafeBufferPointer { coeffs in
                 history.withUnsafeBufferPointer { hist in
-                    passThroughTap.withUnsafeBufferPointer { passThrough in
-                        for n in start..<(start + count) {
-                            // Row covers x[base + half + 1 - taps ... base + half].
-                            let x = hist.baseAddress! + (base + half + 1 - taps - historyStart)
-                            let unit = passThrough[phase]
-                            out[n] = unit >= 0 ? Self.pcm16(x[unit])
-                                : Self.pcm16(Self.dot(coeffs.baseAddress! + phase * taps, x, count: taps))
-                            step(&base, &phase)
-                        }
+                    for n in start..<(start + count) {
+                        // Row covers x[base + half + 1 - taps ... base + half].
+                        let row = coeffs.baseAddress! + phase * taps
+                        let x = hist.baseAddress! + (base + half + 1 - taps - historyStart)
+                        out[n] = Self.pcm16(Self.dot(row, x, count: taps))
+                        step(&base, &phase)
                     }
                 }
             }
