@@ -391,15 +391,16 @@ extension Resampler {
                     var n = 0
                     while n + 8 <= out.count {
                         let x = first + n
-                        var even = SIMD8<Float>(), odd = SIMD8<Float>()
+                        // Two accumulators, so each multiply-add need not wait for the one before.
+                        var sumA = SIMD8<Float>(), sumB = SIMD8<Float>()
                         var k = pad
                         while k + 1 < taps {
-                            even += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k)
-                            odd += SIMD8(repeating: coeffs[k + 1]) * Resampler.load(x + k + 1)
+                            sumA += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k)
+                            sumB += SIMD8(repeating: coeffs[k + 1]) * Resampler.load(x + k + 1)
                             k += 2
                         }
-                        if k < taps { even += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k) }
-                        let sums = even + odd
+                        if k < taps { sumA += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k) }
+                        let sums = sumA + sumB
                         for lane in 0..<8 { out[n + lane] = Resampler.pcm16(sums[lane] + center * centers[2 * (n + lane)]) }
                         n += 8
                     }
