@@ -39,7 +39,7 @@ struct LoadRunCommand: AsyncParsableCommand {
     @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling).")
     var realtimePriority: Int?
     @Option(help: "Seed of the random (Poisson) call arrival times.") var seed: UInt64 = 1
-    @Option(name: .customLong("times"), help: "Write each call's raw timestamps (AI echo sends, caller arrivals, latencies) to this text file.")
+    @Option(name: .customLong("times"), help: "Write each call's raw timestamps to this text file: AI echo sends; caller arrivals, each with the answer it was matched to and its RTP sequence/SSRC/timestamp; latencies.")
     var timesPath: String?
     @Flag(name: .customLong("keep-temp"), help: "Keep the daemon's temporary directory (config, log).") var keepTemp = false
     @Flag(name: .customLong("fail-on-targets"), help: "Exit 1 when a target of issue 7 is not met.") var failOnTargets = false

@@ -39,6 +39,8 @@ struct LoadCallAnalysis {
     /// Frames/packets whose order-based number had to be moved back a period (after a long loss burst).
     var renumbered = 0
     var aiFramesInWindow = 0
+    /// The answer each heard packet was matched to (-1: silent or unreadable), for `--times`.
+    var heardAnswers: [Int] = []
 
     /// - Parameters:
     ///   - sent: send time of each packet the simulator sent (index = packet number).
@@ -122,11 +124,13 @@ struct LoadCallAnalysis {
         toCallerDuplicates = heardDups
         unreadablePackets = heardBack
         var heardAt = [UInt64](repeating: 0, count: max(aiEcho.count, (heardNumbers.max() ?? -1) + 1))
+        heardAnswers = heardNumbers
         for (m, j0) in heardNumbers.enumerated() where j0 >= 0 {
             // Causality: a packet cannot carry an answer sent after it arrived.
             var j = j0
             while j >= tags.count, j >= aiEcho.count || aiEcho[j] > heard[m].arrivalNanos + slack { j -= tags.count }
             if j != j0 { renumbered += 1 }
+            heardAnswers[m] = j
             guard heardAt[j] == 0 else { continue }
             heardAt[j] = heard[m].arrivalNanos
             if inWindow(heard[m].arrivalNanos) { heardAudioInWindow += 1 }

@@ -306,7 +306,7 @@ public enum LoadBenchmark {
                 // caller packet's latency to the AI.
                 func rel(_ t: UInt64) -> String { String(Int64(bitPattern: t &- runStart)) }
                 times! += "echo \(i) " + (session?.echoNanos ?? []).map(rel).joined(separator: " ") + "\n"
-                times! += "heard \(i) " + heard.map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") }.joined(separator: " ") + "\n"
+                times! += "heard \(i) " + zip(heard, a.heardAnswers).map { rel($0.arrivalNanos) + ($0.marker ? "m" : "") + "#\($1)@\($0.sequenceNumber)/\($0.ssrc)/\($0.timestamp)" }.joined(separator: " ") + "\n"
                 times! += "latency \(i) " + zip(a.toCallerTimes, a.toCallerLatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
                 times! += "toai \(i) " + zip(a.toAITimes, a.toAILatencyMs).map { rel($0) + ":" + String($1) }.joined(separator: " ") + "\n"
             }
