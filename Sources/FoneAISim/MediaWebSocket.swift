@@ -326,6 +326,7 @@ final class MediaWebSocketChannel: Sendable {
 
     private func tick(on eventLoop: any EventLoop) {
         let now = NIODeadline.now()
+        let sentAt = simMonotonicNanos()  // before the sends (see `RTPStream.sendDue`)
         var heard: [(SimCall, [Int16])] = []
         var sentFor: SimCall? = nil
         var sentCount = 0
@@ -346,7 +347,7 @@ final class MediaWebSocketChannel: Sendable {
         for (call, samples) in heard {
             call.recordHeardWebSocket(samples: samples, sampleRate: format.sampleRate)
         }
-        if let sentFor, sentCount > 0 { sentFor.noteSent(count: sentCount) }
+        if let sentFor, sentCount > 0 { sentFor.noteSent(count: sentCount, at: sentAt) }
         guard let next else { return }
         eventLoop.scheduleTask(deadline: next) { self.tick(on: eventLoop) }
     }

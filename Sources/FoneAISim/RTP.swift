@@ -377,9 +377,12 @@ final class RTPStream {
             n += 1
         }
         if wrote > 0 {
+            // Read the clock before the kernel has the packets: were this thread preempted after
+            // the send, a later reading could put an answer before its question.
+            let sentAt = simMonotonicNanos()
             channel.flush()
             media.counters.rtpPacketsSent.wrappingAdd(wrote, ordering: .relaxed)
-            call.noteSent(count: wrote)
+            call.noteSent(count: wrote, at: sentAt)
             media.storeSequence(seq, generation: generation)
         }
         return !ended

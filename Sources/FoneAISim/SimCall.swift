@@ -170,8 +170,7 @@ public final class SimCall: Sendable {
 
     func timeline(for format: SimRTPFormat) -> AudioTimeline { AudioTimeline(spec.audio, format: format) }
 
-    func noteSent(count: Int) {
-        let now = simMonotonicNanos()
+    func noteSent(count: Int, at now: UInt64) {
         state.withLock { st in
             st.packetsSent += count
             for _ in 0..<count { st.sentNanos.append(now) }

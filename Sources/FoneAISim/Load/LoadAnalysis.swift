@@ -53,8 +53,8 @@ struct LoadCallAnalysis {
         self.windowStart = windowStart
         self.windowEnd = windowEnd
         let period = indexer.period
-        // Send times are taken just after the write (a packet can arrive before its send time
-        // was read): renumber only when a frame would have arrived well before it was sent.
+        // Send times are read just before the write, so nothing arrives before its send time;
+        // the slack only keeps renumbering to frames that clearly could not be the ones heard.
         let slack: UInt64 = 10_000_000
         func inWindow(_ t: UInt64) -> Bool { t >= windowStart && t <= windowEnd }
         func ms(_ a: UInt64, _ b: UInt64) -> Double { (Double(a) - Double(b)) / 1e6 }

@@ -333,10 +333,11 @@ final class LoadEchoHandler: ChannelInboundHandler {
         }
         switch opcode {
         case 0x2:
+            // The clock before the send (see `RTPStream.sendDue`).
+            let sent = simMonotonicNanos()
             context.write(wrapOutboundOut(registry.tagFrames[answered % registry.tagFrames.count]), promise: nil)
             answered += 1
             context.flush()
-            let sent = simMonotonicNanos()
             let slot = payload.withUnsafeReadableBytes { registry.indexer.slot(pcm16le: $0) }
             session?.state.withLock { st in
                 st.arrivalNanos.append(arrival)
