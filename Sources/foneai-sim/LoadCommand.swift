@@ -36,7 +36,7 @@ struct LoadRunCommand: AsyncParsableCommand {
     var maxBufferedAudioMs: Int?
     @Option(name: .customLong("daemon-cpu"), help: "Run the daemon on this CPU alone (start foneai-sim under taskset to keep the simulator off it).")
     var daemonCPU: Int?
-    @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling).")
+    @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling). A real-time loop that cannot keep up is throttled by the kernel for 50 ms of every second.")
     var realtimePriority: Int?
     @Option(help: "Seed of the random (Poisson) call arrival times.") var seed: UInt64 = 1
     @Option(name: .customLong("times"), help: "Write each call's raw timestamps to this text file: AI echo sends; caller arrivals, each with the answer it was matched to and its RTP sequence/SSRC/timestamp; latencies.")

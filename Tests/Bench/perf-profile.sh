@@ -15,7 +15,7 @@ OUT="${BENCH_OUT:-out/bench}"
 PERF_SECONDS="${PERF_SECONDS:-15}"
 mkdir -p "$OUT"
 log="$OUT/load-perf-$CALLS.stderr"
-nice -n "${BENCH_NICE:--10}" "$BIN/foneai-sim" load --calls "$CALLS" --duration "$HOLD" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
+nice -n "${BENCH_NICE:--20}" "$BIN/foneai-sim" load --calls "$CALLS" --duration "$HOLD" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
     --json "$OUT/load-perf-$CALLS.json" >"$OUT/load-perf-$CALLS.txt" 2>"$log" &
 sim=$!
 pid=""

@@ -385,7 +385,7 @@ public enum LoadBenchmark {
             machine: .init(cpuModel: machine.model, cores: machine.cores, memoryMB: (LoadProc.memTotalKB() ?? 0) / 1024,
                            kernel: LoadProc.kernel(), loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, simulatorSharesMachine: true,
                            niceness: daemonNice, daemonCPUs: daemonCPUs, simulatorCPUs: LoadProc.cpusAllowed(pid: "self"),
-                           simulatorRealtimePriority: o.realtimePriority),
+                           simulatorRealtimePriority: o.realtimePriority, simulatorNiceness: LoadProc.nice(pid: getpid())),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
                               bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs,

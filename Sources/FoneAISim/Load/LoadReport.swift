@@ -29,7 +29,9 @@ public enum LoadReport {
         if let daemonCPUs = m.daemonCPUs, let simCPUs = m.simulatorCPUs, daemonCPUs != simCPUs {
             s += "CPUs: the daemon ran on CPU \(daemonCPUs) alone and the simulator on CPU \(simCPUs) (`taskset`; the target allows the daemon one core), so neither preempts the other; RTP arrival times at the simulated callers are the kernel's receive time stamps (`SIOCGSTAMPNS`). "
             if let priority = m.simulatorRealtimePriority {
-                s += "The simulator's event loop ran at real-time priority (SCHED_FIFO \(priority)), so that its own scheduling does not show up as the bridge's jitter; the daemon ran with normal scheduling, as it would in production."
+                s += "The simulator's event loop ran at real-time priority (SCHED_FIFO \(priority)); the daemon ran with normal scheduling, as it would in production."
+            } else if let simNice = m.simulatorNiceness {
+                s += "Both ran with normal scheduling, the simulator at nice \(simNice) so that other work on its CPU takes only short slices of it (not at real-time priority: a real-time loop that cannot keep up is held off its CPU for 50 ms of every second by the kernel's real-time throttling)."
             }
         }
         s += "\n\n"

@@ -41,6 +41,8 @@ public struct LoadResult: Codable, Sendable {
         public var simulatorCPUs: String?
         /// SCHED_FIFO priority of the simulator's event loop threads (nil: normal scheduling).
         public var simulatorRealtimePriority: Int?
+        /// The simulator's nice value (nil: a run from before it was recorded).
+        public var simulatorNiceness: Int?
     }
 
     public struct Parameters: Codable, Sendable {
@@ -266,7 +268,7 @@ extension LoadResult {
     public var summary: String {
         let f = Self.fmt
         var lines: [String] = []
-        lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); CPUs: daemon \(machine.daemonCPUs ?? "?"), simulator \(machine.simulatorCPUs ?? "?")\(machine.simulatorRealtimePriority.map { " (real-time priority \($0))" } ?? ""); \(date)")
+        lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); CPUs: daemon \(machine.daemonCPUs ?? "?"), simulator \(machine.simulatorCPUs ?? "?")\(machine.simulatorRealtimePriority.map { " (real-time priority \($0))" } ?? machine.simulatorNiceness.map { " (nice \($0))" } ?? ""); \(date)")
         lines.append("")
         func row(_ a: String, _ b: String) { lines.append(Self.pad(a, 34) + b) }
         row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions)\(calls.excludedPortCollisions > 0 ? ", \(calls.excludedPortCollisions) not measured: simulator port collision" : ""))")
