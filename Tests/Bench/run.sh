@@ -119,7 +119,7 @@ if [ "$SEARCH" = 1 ]; then
 fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
-    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_NICE=$NICE BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
 
 stalls=$(shopt -s nullglob; for f in "$OUT"/stalled-*.json; do jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
 if [ -n "$stalls" ]; then
