@@ -86,4 +86,24 @@ import Testing
         await harness.stop()
         await ai.stop()
     }
+
+    /// A hung Asterisk accepts TCP and never answers the WebSocket upgrade. The bridge gives up on
+    /// the handshake and retries, and a SIGTERM meanwhile still stops it at once.
+    @Test func hungAsteriskIsRetriedAndDoesNotHoldUpStop() async throws {
+        let asterisk = try SilentTCPListener()
+        let retrying = try DaemonProcess(ariURL: "http://127.0.0.1:\(asterisk.port)", aiURL: "ws://127.0.0.1:\(try closedTCPPort())/")
+        try retrying.start()
+        #expect(await retrying.waitForLog("did not complete the WebSocket connection within 5.0 seconds", timeout: .seconds(10)),
+                "no handshake timeout:\n\(retrying.log)")
+        #expect(await retrying.stop(timeout: .seconds(5)) == 0, "\(retrying.log.suffix(2000))")
+
+        let stopping = try DaemonProcess(ariURL: "http://127.0.0.1:\(asterisk.port)", aiURL: "ws://127.0.0.1:\(try closedTCPPort())/")
+        try stopping.start()
+        #expect(await stopping.waitForLog("foneai-bridge started"))
+        try await Task.sleep(for: .seconds(1))  // inside the first handshake
+        let sent = ContinuousClock.now
+        #expect(await stopping.stop(timeout: .seconds(5)) == 0, "SIGTERM during the handshake:\n\(stopping.log.suffix(2000))")
+        #expect(ContinuousClock.now - sent < .seconds(3))
+        #expect(!stopping.log.contains("Successfully connected"))
+    }
 }

@@ -23,15 +23,19 @@ public struct ARIEventConnection: Sendable {
     let tlsConfiguration: TLSConfiguration?
     let maxBackoff: Duration
     let maxEventBytes: Int
+    /// Connect, TLS and WebSocket upgrade together; as long as ARI's REST requests may take.
+    let handshakeTimeout: Duration
     let logger: Logger
 
     public init(endpoint: ARIEndpoint, probe: ARIClient, tlsConfiguration: TLSConfiguration?,
-                maxBackoff: Duration = .seconds(10), maxEventBytes: Int = 1 << 20, logger: Logger) {
+                maxBackoff: Duration = .seconds(10), maxEventBytes: Int = 1 << 20,
+                handshakeTimeout: Duration = .seconds(5), logger: Logger) {
         self.endpoint = endpoint
         self.probe = probe
         self.tlsConfiguration = tlsConfiguration
         self.maxBackoff = maxBackoff
         self.maxEventBytes = maxEventBytes
+        self.handshakeTimeout = handshakeTimeout
         self.logger = logger
     }
 
@@ -39,39 +43,20 @@ public struct ARIEventConnection: Sendable {
     public func run(_ report: @escaping @Sendable (ARIEventInput) async -> Void) async {
         var failures = 0
         while !Task.isCancelled {
-            var headers = HTTPFields()
-            headers[.authorization] = endpoint.authorizationHeader
-            let configuration = WebSocketClientConfiguration(
-                maxFrameSize: maxEventBytes, additionalHeaders: headers,
-                autoPing: .enabled(timePeriod: .seconds(20)))
-            let maxEventBytes = self.maxEventBytes
-            let logger = self.logger
-            let connected = ConnectedFlag()
-            var reason = "closed by Asterisk"
-            do {
-                try await WebSocketClient.connect(
-                    url: endpoint.eventsURL, configuration: configuration,
-                    tlsConfiguration: tlsConfiguration, logger: logger
-                ) { inbound, _, _ in
-                    connected.set()
-                    logger.info("Successfully connected to the ARI websocket")
-                    await report(.connected)
-                    for try await message in inbound.messages(maxSize: maxEventBytes) {
-                        guard case .text(let text) = message else { continue }
-                        do {
-                            await report(.event(try ARIEvent.decode(text)))
-                        } catch {
-                            await report(.malformed(text))
-                        }
-                    }
-                }
-            } catch is CancellationError {
+            let reason: String
+            let wasConnected: Bool
+            switch await connectOnce(report) {
+            case .cancelled:
                 return
-            } catch {
-                reason = await explain(error)
+            case .noAnswer:
+                reason = "Asterisk did not complete the WebSocket connection within \(handshakeTimeout)"
+                wasConnected = false
+            case .ended(let connected, let error):
+                if Task.isCancelled { return }
+                reason = if let error { await explain(error) } else { "closed by Asterisk" }
+                wasConnected = connected
             }
-            if Task.isCancelled { return }
-            if connected.value {
+            if wasConnected {
                 failures = 0
                 await report(.disconnected(reason: reason))
                 logger.warning("ARI websocket closed, reconnecting", metadata: ["reason": "\(reason)"])
@@ -89,6 +74,78 @@ public struct ARIEventConnection: Sendable {
             } catch {
                 return
             }
+        }
+    }
+
+    private enum AttemptEnd {
+        case cancelled
+        /// Connect, TLS and upgrade not done within `handshakeTimeout`.
+        case noAnswer
+        case ended(connected: Bool, error: (any Error)?)
+    }
+
+    private enum AttemptSignal {
+        case ended((any Error)?)
+        case timedOut
+        case cancelled
+    }
+
+    /// One connection, from connect to close. The WebSocket client has no timeout for the
+    /// handshake and does not see cancellation before the upgrade, so a hung Asterisk that accepts
+    /// TCP but never answers would hold it (and a SIGTERM) forever. The attempt therefore runs in
+    /// a task of its own: when the handshake is not done within `handshakeTimeout`, or the owner is
+    /// cancelled first, it is abandoned (it closes at once should it ever connect) and left to end
+    /// on its own when Asterisk closes the socket.
+    private func connectOnce(_ report: @escaping @Sendable (ARIEventInput) async -> Void) async -> AttemptEnd {
+        var headers = HTTPFields()
+        headers[.authorization] = endpoint.authorizationHeader
+        let configuration = WebSocketClientConfiguration(
+            maxFrameSize: maxEventBytes, additionalHeaders: headers,
+            autoPing: .enabled(timePeriod: .seconds(20)))
+        let (url, tls, maxEventBytes, logger) = (endpoint.eventsURL, tlsConfiguration, self.maxEventBytes, self.logger)
+        let gate = HandshakeGate()
+        let (signals, signal) = AsyncStream.makeStream(of: AttemptSignal.self)
+        let connecting = Task {
+            do {
+                try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, _, _ in
+                    guard gate.open() else { return }
+                    logger.info("Successfully connected to the ARI websocket")
+                    await report(.connected)
+                    for try await message in inbound.messages(maxSize: maxEventBytes) {
+                        guard case .text(let text) = message else { continue }
+                        do {
+                            await report(.event(try ARIEvent.decode(text)))
+                        } catch {
+                            await report(.malformed(text))
+                        }
+                    }
+                }
+                signal.yield(.ended(nil))
+            } catch {
+                signal.yield(.ended(error))
+            }
+        }
+        let timer = Task { [handshakeTimeout] in
+            try? await Task.sleep(for: handshakeTimeout)
+            if !Task.isCancelled { signal.yield(.timedOut) }
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            for await event in signals {
+                switch event {
+                case .timedOut:
+                    if gate.abandon() { return .noAnswer }
+                case .cancelled:
+                    if gate.abandon() { return .cancelled }
+                    // Connected: the client ends the WebSocket when its task is cancelled.
+                    connecting.cancel()
+                case .ended(let error):
+                    return .ended(connected: gate.opened, error: error)
+                }
+            }
+            return .cancelled
+        } onCancel: {
+            signal.yield(.cancelled)
         }
     }
 
@@ -116,8 +173,28 @@ public struct ARIEventConnection: Sendable {
     }
 }
 
-private final class ConnectedFlag: Sendable {
-    private let flag = Atomic(false)
-    func set() { flag.store(true, ordering: .relaxed) }
-    var value: Bool { flag.load(ordering: .relaxed) }
+/// Decides, once, whether a connection attempt goes on to carry events or was given up on.
+private final class HandshakeGate: Sendable {
+    private enum State { case pending, open, abandoned }
+    private let state = Mutex(State.pending)
+
+    /// The WebSocket is up: true if it may carry events, false if the attempt was abandoned.
+    func open() -> Bool {
+        state.withLock { state in
+            guard state == .pending else { return false }
+            state = .open
+            return true
+        }
+    }
+
+    /// Gives up on an attempt still in its handshake; false if it has already connected.
+    func abandon() -> Bool {
+        state.withLock { state in
+            guard state == .pending else { return false }
+            state = .abandoned
+            return true
+        }
+    }
+
+    var opened: Bool { state.withLock { $0 == .open } }
 }
