@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <spawn.h>
 #if defined(__linux__)
 #include <linux/sockios.h>
 #endif
@@ -89,4 +90,8 @@ int sim_reserve_descriptors(int count) {
     if (probe < 0) return -1;
     close(probe);
     return count;
+}
+
+int sim_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }

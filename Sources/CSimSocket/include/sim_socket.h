@@ -2,6 +2,7 @@
 #define SIM_SOCKET_H
 #include <stdint.h>
 #include <sys/socket.h>
+#include <spawn.h>
 
 /// A UDP socket bound to `address` (non-blocking), or -1 with errno set.
 int sim_socket_udp_bound(const struct sockaddr *address, socklen_t length);
@@ -27,5 +28,9 @@ int sim_thread_realtime(int priority);
 /// inside whichever call opened the descriptor (8-28 ms here, over a second under load), which on
 /// the simulator's event loop stalls every caller's RTP. Returns the size, or -1 with errno set.
 int sim_reserve_descriptors(int count);
+
+/// Adds "close every descriptor from `lowest` up" to spawn actions (glibc's
+/// posix_spawn_file_actions_addclosefrom_np, which needs _GNU_SOURCE). Returns 0 or an errno.
+int sim_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
 #endif

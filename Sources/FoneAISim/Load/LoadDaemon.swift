@@ -51,6 +51,9 @@ public final class LoadDaemon: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // NIO's sockets are not close-on-exec: without this the daemon would hold the fake
+        // Asterisk's listening socket, and outlive the simulator talking to a silent port.
+        sim_spawn_close_from(&actions, 3)
 
         // The environment minus systemd's variables (this is not a service).
         var env: [String] = []
