@@ -189,11 +189,18 @@ public struct Resampler: Sendable {
     /// Appends `count` input samples that `fill` writes in place (one append per sample would
     /// check the array's capacity and ownership every time). Grows the history geometrically:
     /// an exact `reserveCapacity` per call could reallocate every time.
+    private static let zeros = [Float](repeating: 0, count: 1024)
+
     mutating func appendHistory(count: Int, _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
         let start = history.count
         let needed = start + count
         if history.capacity < needed { history.reserveCapacity(Swift.max(needed, 2 * history.capacity)) }
-        history.append(contentsOf: repeatElement(0, count: count))
+        // Zeros copied from a block: appending `repeatElement` writes them one element at a time.
+        Self.zeros.withUnsafeBufferPointer { zeros in
+            while history.count < needed {
+                history.append(contentsOf: UnsafeBufferPointer(rebasing: zeros[..<Swift.min(zeros.count, needed - history.count)]))
+            }
+        }
         history.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
         if halfBand != nil {
             let first = historyStart + start
@@ -270,6 +277,16 @@ public struct Resampler: Sendable {
     static func pcm16(_ sum: Float) -> Int16 {
         let y = sum < 0 ? sum - 0.5 : sum + 0.5
         return y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
+    }
+
+    /// `pcm16` for eight samples at once, stored to `destination` (alignment not needed).
+    @inline(__always)
+    static func storePCM16(_ sums: SIMD8<Float>, to destination: UnsafeMutablePointer<Int16>) {
+        var half = SIMD8<Float>(repeating: 0.5)
+        half.replace(with: -0.5, where: sums .< 0)
+        let clipped = (sums + half).clamped(lowerBound: SIMD8(repeating: -32768), upperBound: SIMD8(repeating: 32767))
+        let samples = SIMD8<Int16>(truncatingIfNeeded: SIMD8<Int32>(clipped, rounding: .towardZero))
+        UnsafeMutableRawPointer(destination).storeBytes(of: samples, as: SIMD8<Int16>.self)
     }
 
     /// Σ row[k] · x[k] for k < `count` (a multiple of 8). Two accumulators, so each multiply-add
@@ -400,8 +417,9 @@ extension Resampler {
                             k += 2
                         }
                         if k < taps { sumA += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k) }
-                        let sums = sumA + sumB
-                        for lane in 0..<8 { out[n + lane] = Resampler.pcm16(sums[lane] + center * centers[2 * (n + lane)]) }
+                        var middle = SIMD8<Float>()
+                        for lane in 0..<8 { middle[lane] = centers[2 * (n + lane)] }
+                        Resampler.storePCM16(sumA + sumB + center * middle, to: out.baseAddress! + n)
                         n += 8
                     }
                     while n < out.count {
