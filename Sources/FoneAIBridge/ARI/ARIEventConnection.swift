@@ -51,9 +51,12 @@ public struct ARIEventConnection: Sendable {
             case .noAnswer:
                 reason = "Asterisk did not complete the WebSocket connection within \(handshakeTimeout)"
                 wasConnected = false
-            case .ended(let connected, let error):
+            case .ended(let connected, .failure(let error)):
                 if Task.isCancelled { return }
-                reason = if let error { await explain(error) } else { "closed by Asterisk" }
+                reason = await explain(error)
+                wasConnected = connected
+            case .ended(let connected, .success(let closeFrame)):
+                reason = Self.describe(closeFrame)
                 wasConnected = connected
             }
             if wasConnected {
@@ -81,11 +84,11 @@ public struct ARIEventConnection: Sendable {
         case cancelled
         /// Connect, TLS and upgrade not done within `handshakeTimeout`.
         case noAnswer
-        case ended(connected: Bool, error: (any Error)?)
+        case ended(connected: Bool, Result<WebSocketCloseFrame?, any Error>)
     }
 
     private enum AttemptSignal {
-        case ended((any Error)?)
+        case ended(Result<WebSocketCloseFrame?, any Error>)
         case timedOut
         case cancelled
     }
@@ -107,7 +110,7 @@ public struct ARIEventConnection: Sendable {
         let (signals, signal) = AsyncStream.makeStream(of: AttemptSignal.self)
         let connecting = Task {
             do {
-                try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, _, _ in
+                let closeFrame = try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, _, _ in
                     guard gate.open() else { return }
                     logger.info("Successfully connected to the ARI websocket")
                     await report(.connected)
@@ -120,9 +123,9 @@ public struct ARIEventConnection: Sendable {
                         }
                     }
                 }
-                signal.yield(.ended(nil))
+                signal.yield(.ended(.success(closeFrame)))
             } catch {
-                signal.yield(.ended(error))
+                signal.yield(.ended(.failure(error)))
             }
         }
         let timer = Task { [handshakeTimeout] in
@@ -139,14 +142,21 @@ public struct ARIEventConnection: Sendable {
                     if gate.abandon() { return .cancelled }
                     // Connected: the client ends the WebSocket when its task is cancelled.
                     connecting.cancel()
-                case .ended(let error):
-                    return .ended(connected: gate.opened, error: error)
+                case .ended(let result):
+                    return .ended(connected: gate.opened, result)
                 }
             }
             return .cancelled
         } onCancel: {
             signal.yield(.cancelled)
         }
+    }
+
+    /// Asterisk's close frame when it sent one; without one the socket just ended (Asterisk
+    /// stopped or crashed) or the client closed it after pings went unanswered (Asterisk hung).
+    static func describe(_ closeFrame: WebSocketCloseFrame?) -> String {
+        guard let closeFrame else { return "the connection ended without a WebSocket close from Asterisk (socket closed, or pings unanswered)" }
+        return "closed by Asterisk (\(closeFrame.closeCode)" + (closeFrame.reason.map { ": \($0)" } ?? "") + ")"
     }
 
     /// Full-jitter exponential backoff: uniform in [0, min(cap, 250 ms · 2^failures)], at least 100 ms.
