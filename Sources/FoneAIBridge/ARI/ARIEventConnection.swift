@@ -43,16 +43,18 @@ public struct ARIEventConnection: Sendable {
     public func run(_ report: @escaping @Sendable (ARIEventInput) async -> Void) async {
         var failures = 0
         while !Task.isCancelled {
+            let outcome = await connectOnce(report)
+            // A connection ended by our own shutdown is no drop to report.
+            if Task.isCancelled { return }
             let reason: String
             let wasConnected: Bool
-            switch await connectOnce(report) {
+            switch outcome {
             case .cancelled:
                 return
             case .noAnswer:
                 reason = "Asterisk did not complete the WebSocket connection within \(handshakeTimeout)"
                 wasConnected = false
             case .ended(let connected, .failure(let error)):
-                if Task.isCancelled { return }
                 reason = await explain(error)
                 wasConnected = connected
             case .ended(let connected, .success(let closeFrame)):
@@ -154,7 +156,7 @@ public struct ARIEventConnection: Sendable {
 
     /// Asterisk's close frame when it sent one; without one the socket just ended (Asterisk
     /// stopped or crashed) or the client closed it after pings went unanswered (Asterisk hung).
-    static func describe(_ closeFrame: WebSocketCloseFrame?) -> String {
+    private static func describe(_ closeFrame: WebSocketCloseFrame?) -> String {
         guard let closeFrame else { return "the connection ended without a WebSocket close from Asterisk (socket closed, or pings unanswered)" }
         return "closed by Asterisk (\(closeFrame.closeCode)" + (closeFrame.reason.map { ": \($0)" } ?? "") + ")"
     }

@@ -186,11 +186,12 @@ public struct Resampler: Sendable {
         up == down ? inputCount : (inputCount + half) * up / down + 2
     }
 
+    /// What `appendHistory` extends the history with before filling it in.
+    private static let zeros = [Float](repeating: 0, count: 1024)
+
     /// Appends `count` input samples that `fill` writes in place (one append per sample would
     /// check the array's capacity and ownership every time). Grows the history geometrically:
     /// an exact `reserveCapacity` per call could reallocate every time.
-    private static let zeros = [Float](repeating: 0, count: 1024)
-
     mutating func appendHistory(count: Int, _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
         let start = history.count
         let needed = start + count
