@@ -166,4 +166,22 @@ import Testing
         let expected = stride(from: 0, to: 640, by: 2).flatMap { [payload[$0 + 1], payload[$0]] }
         #expect(unmasked == expected)
     }
+
+    /// The audio frame's bytes are exactly those NIO's encoder writes for the same key, for every
+    /// payload length class and every tail length of the eight-byte masking loop.
+    @Test func maskedBinaryFramesMatchNIOsEncoderByteForByte() throws {
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 126, 127, 640, 65535, 65536, 70001] {
+            let payload = ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let mask = UInt32.random(in: 0...UInt32.max, using: &generator)
+            let key = try #require(WebSocketMaskingKey((0..<4).map { UInt8(truncatingIfNeeded: mask >> (8 * $0)) }))
+            try channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: key, data: payload)).wait()
+            var expected = ByteBuffer()
+            while var part = try channel.readOutbound(as: ByteBuffer.self) { expected.writeBuffer(&part) }
+            let frame = MaskedBinaryFrame.make(payload: payload, mask: mask, allocator: channel.allocator)
+            #expect(frame == expected, "payload of \(length) bytes")
+        }
+        _ = try channel.finish()
+    }
 }

@@ -32,6 +32,9 @@ final class AIWebSocketHandler: ChannelInboundHandler {
     private let onAudio: @Sendable (ByteBuffer, Int?) -> Void
     private let onEvent: (Event) -> Void
     private var context: ChannelHandlerContext?
+    /// NIO's frame encoder's context: binary frames written through it skip the encoder
+    /// (`MaskedBinaryFrame`). Nil when the pipeline has no encoder (then NIO encodes them too).
+    private var encoderContext: ChannelHandlerContext?
     private var sentClose = false
     private var awaitingPong = false
     private var failure: String?
@@ -57,8 +60,10 @@ final class AIWebSocketHandler: ChannelInboundHandler {
         }
     }
 
-    /// Sends the dialect's opening messages, then whatever the call queued meanwhile.
+    /// Sends the dialect's opening messages, then whatever the call queued meanwhile. The pipeline
+    /// is complete by now, so this is where the frame encoder is found.
     func open(call: AICallInfo) {
+        encoderContext = try? context?.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         for text in dialect.openingMessages(for: call) { write(.text(text)) }
         outbound.attach(self)
         context?.flush()
@@ -76,6 +81,7 @@ final class AIWebSocketHandler: ChannelInboundHandler {
     private func finishUp() {
         guard context != nil else { return }
         context = nil
+        encoderContext = nil
         pinger?.cancel()
         outbound.detach(self)
         onEvent(.closed(failure))
@@ -171,7 +177,13 @@ final class AIWebSocketHandler: ChannelInboundHandler {
     private func write(_ message: AIWireMessage) {
         guard let context else { return }
         switch message {
-        case .binary(let data): context.write(wrapOutboundOut(makeFrame(.binary, data)), promise: nil)
+        case .binary(let data):
+            if let encoderContext {
+                let mask = UInt32(truncatingIfNeeded: random.next())
+                encoderContext.write(NIOAny(MaskedBinaryFrame.make(payload: data, mask: mask, allocator: context.channel.allocator)), promise: nil)
+            } else {
+                context.write(wrapOutboundOut(makeFrame(.binary, data)), promise: nil)
+            }
         case .text(let text): context.write(wrapOutboundOut(makeFrame(.text, context.channel.allocator.buffer(string: text))), promise: nil)
         }
     }

@@ -69,17 +69,10 @@ public final class CallMedia: MediaLeg {
 
     // MARK: Asterisk → AI
 
-    /// A masked client frame's longest header (RFC 6455 §5.2: 2 + 8 length + 4 mask bytes).
-    static let frameHeaderRoom = 14
-
     /// One RTP payload from Asterisk, already matched to this call. Runs on the RTP event loop.
     func receive(payload: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) {
         inPackets.wrappingAdd(1, ordering: .relaxed)
-        // Room in front for the WebSocket frame header: NIO's encoder writes it there instead of
-        // into a buffer of its own, so each frame is one write down the pipeline, not two.
-        var pcm = allocator.buffer(capacity: Self.frameHeaderRoom + payload.count * 2)
-        pcm.moveWriterIndex(forwardBy: Self.frameHeaderRoom)
-        pcm.moveReaderIndex(forwardBy: Self.frameHeaderRoom)
+        var pcm = allocator.buffer(capacity: payload.count * 2)
         InboundDecoder.appendPCM16LE(payload: payload, format: settings.inboundFormat, swap16: settings.swap16, to: &pcm)
         toAI.sendAudio(pcm)
     }

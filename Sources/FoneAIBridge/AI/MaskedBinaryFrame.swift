@@ -1,0 +1,50 @@
+import NIOCore
+
+/// A client's binary WebSocket frame (RFC 6455 §5.2) as wire bytes: header, mask key, masked
+/// payload, in one buffer.
+///
+/// Caller audio goes to the AI this way, written past NIO's `WebSocketFrameEncoder` (which still
+/// encodes every other frame). The encoder masks a byte at a time and, as the frame it is handed
+/// still holds the payload, first copies it: callgrind put that at 18 % of the daemon's
+/// instructions. Here the payload is masked eight bytes at a time while being copied in.
+enum MaskedBinaryFrame {
+    /// `mask`'s bytes in memory order (little-endian) are the frame's masking key.
+    static func make(payload: ByteBuffer, mask: UInt32, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let length = payload.readableBytes
+        var frame = allocator.buffer(capacity: 14 + length)
+        frame.writeInteger(UInt8(0x82))  // FIN, binary
+        if length < 126 {
+            frame.writeInteger(UInt8(0x80 | length))
+        } else if length <= 0xFFFF {
+            frame.writeInteger(UInt8(0x80 | 126))
+            frame.writeInteger(UInt16(length))
+        } else {
+            frame.writeInteger(UInt8(0x80 | 127))
+            frame.writeInteger(UInt64(length))
+        }
+        frame.writeInteger(mask, endianness: .little)
+        payload.withUnsafeReadableBytes { source in
+            frame.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
+                copyMasked(source, to: target, mask: mask)
+                return length
+            }
+        }
+        return frame
+    }
+
+    /// `target[i] = source[i] ^ key[i % 4]`, for all of `source`.
+    static func copyMasked(_ source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer, mask: UInt32) {
+        let count = source.count
+        let wideMask = UInt64(mask) | UInt64(mask) << 32
+        var i = 0
+        while i + 8 <= count {
+            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ wideMask
+            target.storeBytes(of: word.littleEndian, toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < count {
+            target[i] = source[i] ^ UInt8(truncatingIfNeeded: mask >> (8 * UInt32(i & 3)))
+            i += 1
+        }
+    }
+}
