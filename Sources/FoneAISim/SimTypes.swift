@@ -157,8 +157,9 @@ public struct SimCounters: Sendable, CustomStringConvertible {
     public var eventSocketsAccepted = 0
     /// Send ticks that ran more than 40 ms after their deadline (the simulator itself was overloaded).
     public var rtpLateSends = 0
+    public var rtpSendErrors = 0
 
     public var description: String {
-        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) afterClose=\(packetsAfterClose) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted) lateSends=\(rtpLateSends)"
+        "rtpSent=\(rtpPacketsSent) rtpReceived=\(rtpPacketsReceived) droppedDynamicPT=\(droppedDynamicPayloadPackets) droppedStrict=\(droppedStrictRTPPackets) malformed=\(malformedRTPPackets) noListener=\(packetsWithNoListener) afterClose=\(packetsAfterClose) rest=\(restRequests) unauthorized=\(unauthorizedRequests) unknown=\(unknownRequests) events=\(eventsSent) eventSockets=\(eventSocketsAccepted) lateSends=\(rtpLateSends) sendErrors=\(rtpSendErrors)"
     }
 }

@@ -413,6 +413,7 @@ public enum LoadBenchmark {
                           involuntarySwitchesPerSecond: Double(switches.involuntary) / windowSeconds),
             simulator: .init(cores: (simCPUEnd - simCPUStart) / windowSeconds, lateSends: lateEnd - lateStart,
                              rtpSent: simCounters.rtpPacketsSent, rtpReceived: simCounters.rtpPacketsReceived,
+                             sendErrors: simCounters.rtpSendErrors,
                              threadLoad: LoadProc.threadLoad(simThreadsStart, simThreadsEnd, seconds: windowSeconds)),
             timeline: (0..<seconds).compactMap { sec -> LoadResult.Second? in
                 guard !perSecondIn[sec].isEmpty || !perSecondOut[sec].isEmpty else { return nil }
@@ -430,6 +431,9 @@ public enum LoadBenchmark {
         result.allTargetsMet = result.targets.allSatisfy(\.met)
         if result.simulator.lateSends > 0 {
             result.notes.append("the simulator itself ran late (\(result.simulator.lateSends) send ticks > 40 ms late): its numbers include its own overload")
+        }
+        if let refused = result.simulator.sendErrors, refused > 0 {
+            result.notes.append("the simulator's kernel refused \(refused) of its RTP sends: they count as lost caller → AI, yet never reached the bridge")
         }
         let simulatorPause = result.pacing.simulatorSendIntervalMs.max
         let stalled = simulatorPause > simulatorStallMs

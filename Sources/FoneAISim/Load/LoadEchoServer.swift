@@ -294,11 +294,9 @@ final class LoadEchoHandler: ChannelInboundHandler {
                         dst[i + 3] = src[i + 3] ^ m3
                         i += 4
                     }
-                    let tail = [m0, m1, m2]
-                    while i < length {
-                        dst[i] = src[i] ^ tail[i & 3]
-                        i += 1
-                    }
+                    if i < length { dst[i] = src[i] ^ m0 }
+                    if i + 1 < length { dst[i + 1] = src[i + 1] ^ m1 }
+                    if i + 2 < length { dst[i + 2] = src[i + 2] ^ m2 }
                     return length
                 }
             }

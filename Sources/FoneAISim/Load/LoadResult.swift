@@ -159,6 +159,8 @@ public struct LoadResult: Codable, Sendable {
         public var lateSends: Int
         public var rtpSent: Int
         public var rtpReceived: Int
+        /// RTP sends the simulator's kernel refused (nil in results from before it was counted).
+        public var sendErrors: Int?
         /// Busiest threads of the simulator process in the window.
         public var threadLoad: [ThreadLoad]
     }
@@ -289,7 +291,7 @@ extension LoadResult {
         }
         row("daemon stop (SIGTERM)", "exit \(daemon.exitStatus.map(String.init) ?? "killed") after \(f(daemon.stopSeconds, 2)) s")
         row("  busiest daemon threads", daemon.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
-        row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends)")
+        row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends); refused sends \(simulator.sendErrors.map(String.init) ?? "not counted")")
         row("  busiest simulator threads", simulator.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
         lines.append("")
         lines.append("daemon counters vs simulator:")
