@@ -14,6 +14,13 @@ import Testing
         [0xA0, 11, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 3, 255],                  // padding longer than the packet
     ]
 
+    private func aiMalformedCount(_ harness: Harness) throws -> Int {
+        let (status, statsJSON) = try runCtl(["--socket", harness.daemon.controlSocketPath, "stats", "--json"])
+        guard status == 0, let stats = try JSONSerialization.jsonObject(with: Data(statsJSON.utf8)) as? [String: Any],
+              let counters = stats["counters"] as? [String: Any] else { return 0 }
+        return counters["ai_malformed"] as? Int ?? 0
+    }
+
     @Test func malformedFloodLeavesTenCallsClean() async throws {
         var junk: [AIScriptStep] = [.echo(true), .waitForAudio(minFrames: 10)]
         for i in 0..<100 {
@@ -21,14 +28,14 @@ import Testing
                         : i % 4 == 2 ? .sendText(#"{"no":"type"}"#) : .sendText(#"{"type":"format","sampleRate":"fast"}"#))
             junk.append(.wait(.milliseconds(20)))
         }
-        junk.append(.wait(.seconds(30)))
+        junk.append(.wait(.seconds(60)))  // the callers hang up first (below)
         let ai = try await AITestServer.start(mode: .script(junk))
         let harness = try await Harness.start(aiURL: ai.url)
         let tones = (0..<10).map { 350.0 + Double($0) * 70 }
         var calls: [SimCall] = []
         for tone in tones {
             calls.append(await harness.asterisk.placeCall(SimCallSpec(callerNumber: "\(Int(tone))", variables: ["campaign": "flood"],
-                                                                      audio: .tone(hz: tone, seconds: 60), hangupAfterMedia: .seconds(5))))
+                                                                      audio: .tone(hz: tone, seconds: 60))))
         }
         // Wait until every call has its external channel, then flood from each one's socket.
         let deadline = ContinuousClock.now + .seconds(5)
@@ -47,6 +54,16 @@ import Testing
         }
         #expect(injected == 10_000)
 
+        // The callers hang up once the daemon has counted every malformed AI message, not after a
+        // fixed time: on a loaded machine the AI scripts' 100 paced sends can outlast a fixed call
+        // length, and a call that ends first cuts its script short. The wait is bounded, so a
+        // daemon that loses count still fails below.
+        let countDeadline = ContinuousClock.now + .seconds(20)
+        while try aiMalformedCount(harness) < 1_000 && ContinuousClock.now < countDeadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .seconds(1))  // more clean audio after the last junk message
+        for call in calls { await call.hangup() }
         for call in calls { #expect(await call.waitForEnd(timeout: .seconds(15)) == .hungUp(byCaller: true)) }
         let sessions = await ai.waitForSessions(10)
         for session in sessions {
