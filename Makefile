@@ -114,8 +114,8 @@ system-test: deb
 	  --bin-dir "$(RELEASE_BIN)" --out-dir "$(OUT_DIR)/system-test"
 
 # Load benchmark (issue 7): release build, then Tests/Bench/run.sh runs `foneai-sim load` for each
-# BENCH_CALLS (default 50 100 200 500) for BENCH_SECONDS (60) at BENCH_RATE (20) calls/s, searches
-# the largest passing call count, and writes docs/benchmarks.md and docs/benchmarks.json.
+# BENCH_CALLS (default 50 100 200 500) for BENCH_SECONDS (60) at BENCH_RATE (20) calls/s,
+# BENCH_REPEAT (1) times each, searches the largest passing call count, and writes docs/benchmarks.md and docs/benchmarks.json.
 bench:
 	$(SWIFT) build $(RELEASE_FLAGS) --product foneai-bridge
 	$(SWIFT) build $(RELEASE_FLAGS) --product foneai-sim

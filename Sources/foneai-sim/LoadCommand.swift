@@ -115,7 +115,7 @@ struct LoadReportCommand: AsyncParsableCommand {
             results.append(try JSONDecoder().decode(LoadResult.self, from: data))
         }
         guard !results.isEmpty else { throw ValidationError("no runs given") }
-        results.sort { $0.parameters.calls < $1.parameters.calls }
+        results.sort { ($0.parameters.calls, $0.parameters.seed ?? 0) < ($1.parameters.calls, $1.parameters.seed ?? 0) }
         var kept = ""
         if let old = try? String(contentsOfFile: markdown, encoding: .utf8), let r = old.range(of: LoadReport.marker) {
             kept = String(old[r.upperBound...])

@@ -8,6 +8,9 @@
 #   BENCH_RATE=20                 new calls (and hangups) per second
 #   BENCH_SEARCH=1                then bisect for the largest passing count (0: no search)
 #   BENCH_STEP=50                 resolution of that search
+#   BENCH_REPEAT=1                runs per call count (seeds 1, 2, ...); a count passes only if
+#                                 every one of its runs meets every target. On a VM whose speed
+#                                 drifts, one run per count can pass or fail by luck
 #   BENCH_BIN=.build/release      where foneai-bridge and foneai-sim are
 #   BENCH_OUT=out/bench           per-run JSON and text output
 #   BENCH_DOCS=docs               where benchmarks.md and benchmarks.json go
@@ -28,6 +31,7 @@ SECS="${BENCH_SECONDS:-60}"
 RATE="${BENCH_RATE:-20}"
 SEARCH="${BENCH_SEARCH:-1}"
 STEP="${BENCH_STEP:-50}"
+REPEAT="${BENCH_REPEAT:-1}"
 BIN="${BENCH_BIN:-.build/release}"
 OUT="${BENCH_OUT:-out/bench}"
 DOCS="${BENCH_DOCS:-docs}"
@@ -61,11 +65,11 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 
 # A run whose simulator stalled (its own RTP sends paused; see LoadBenchmark.simulatorStallMs)
 # measured the instrument, not the bridge: such a row is kept as stalled-N.* and run again once.
-once() {  # once N: one load run, results in $OUT/load-N.json
-    local n="$1"
-    echo "=== $n calls, ${SECS} s, ${RATE}/s (load average $(cut -d' ' -f1 /proc/loadavg))"
-    if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --bridge "$BIN/foneai-bridge" \
-        "${PIN_ARGS[@]}" "${RT_ARGS[@]}" --json "$OUT/load-$n.json" | tee "$OUT/load-$n.txt"; then
+once() {  # once NAME N SEED: one load run, results in $OUT/load-NAME.json
+    local name="$1" n="$2" seed="$3"
+    echo "=== $n calls, ${SECS} s, ${RATE}/s, seed $seed (load average $(cut -d' ' -f1 /proc/loadavg))"
+    if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --seed "$seed" --bridge "$BIN/foneai-bridge" \
+        "${PIN_ARGS[@]}" "${RT_ARGS[@]}" --json "$OUT/load-$name.json" | tee "$OUT/load-$name.txt"; then
         :
     else
         echo "run with $n calls failed (see above)"
@@ -76,18 +80,29 @@ once() {  # once N: one load run, results in $OUT/load-N.json
 
 stalled() { jq -e '.simulatorStalled == true' "$OUT/load-$1.json" >/dev/null; }
 
-run() {  # run N: once N, and once more if the simulator stalled
-    local n="$1"
-    once "$n" || return 1
-    if stalled "$n"; then
-        mv "$OUT/load-$n.json" "$OUT/stalled-$n.json"
-        mv "$OUT/load-$n.txt" "$OUT/stalled-$n.txt"
-        echo "the simulator stalled in the run with $n calls (its own RTP sends paused): running it again"
-        once "$n"
-    fi
+name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }  # name N I: load-N.json, load-N-2.json, ...
+
+run() {  # run N: BENCH_REPEAT runs with seeds 1, 2, ...; each once more if the simulator stalled
+    local n="$1" i name
+    for i in $(seq 1 "$REPEAT"); do
+        name=$(name "$n" "$i")
+        once "$name" "$n" "$i" || return 1
+        if stalled "$name"; then
+            mv "$OUT/load-$name.json" "$OUT/stalled-$name.json"
+            mv "$OUT/load-$name.txt" "$OUT/stalled-$name.txt"
+            echo "the simulator stalled in the run with $n calls (its own RTP sends paused): running it again"
+            once "$name" "$n" "$i"
+        fi
+    done
 }
 
-passes() { [ -f "$OUT/load-$1.json" ] && [ "$(jq -r .allTargetsMet "$OUT/load-$1.json")" = true ]; }
+passes() {  # passes N: every run with N calls met every target
+    local i f
+    for i in $(seq 1 "$REPEAT"); do
+        f="$OUT/load-$(name "$1" "$i").json"
+        [ -f "$f" ] && [ "$(jq -r .allTargetsMet "$f")" = true ] || return 1
+    done
+}
 
 for n in $CALLS; do run "$n" || true; done
 
@@ -119,7 +134,7 @@ if [ "$SEARCH" = 1 ]; then
 fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
-    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_PIN=$PIN BENCH_NICE=$NICE BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_REPEAT=$REPEAT BENCH_PIN=$PIN BENCH_NICE=$NICE BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
 
 stalls=$(shopt -s nullglob; for f in "$OUT"/stalled-*.json; do jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
 if [ -n "$stalls" ]; then

@@ -435,6 +435,16 @@ struct SimSelfTests {
     }
 }
 
+/// `make bench`'s capacity: with several runs per call count (BENCH_REPEAT), one failed run
+/// fails its count.
+@Test func benchmarkCapacityNeedsEveryRunOfACount() {
+    #expect(LoadReport.largestPassing([(100, true), (200, true), (300, false)]) == 200)
+    #expect(LoadReport.largestPassing([(100, true), (200, true), (200, false), (200, true), (300, true)]) == 100)
+    #expect(LoadReport.largestPassing([(300, true), (100, true), (200, true), (200, true)]) == 300)
+    #expect(LoadReport.largestPassing([(100, false), (200, true)]) == nil)
+    #expect(LoadReport.largestPassing([]) == nil)
+}
+
 /// Opt-in load benchmark of the simulator alone: `SIM_BENCH_CALLS=500 swift test --filter SimSelfTestsBenchmark`.
 @Suite(.serialized)
 struct SimSelfTestsBenchmark {
