@@ -80,12 +80,12 @@ once() {  # once NAME N SEED: one load run, results in $OUT/load-NAME.json
 
 stalled() { jq -e '.simulatorStalled == true' "$OUT/load-$1.json" >/dev/null; }
 
-name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }  # name N I: load-N.json, load-N-2.json, ...
+run_name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }  # run_name N I: load-N.json, load-N-2.json, ...
 
 run() {  # run N: BENCH_REPEAT runs with seeds 1, 2, ...; each once more if the simulator stalled
     local n="$1" i name
     for i in $(seq 1 "$REPEAT"); do
-        name=$(name "$n" "$i")
+        name=$(run_name "$n" "$i")
         once "$name" "$n" "$i" || return 1
         if stalled "$name"; then
             mv "$OUT/load-$name.json" "$OUT/stalled-$name.json"
@@ -99,7 +99,7 @@ run() {  # run N: BENCH_REPEAT runs with seeds 1, 2, ...; each once more if the 
 passes() {  # passes N: every run with N calls met every target
     local i f
     for i in $(seq 1 "$REPEAT"); do
-        f="$OUT/load-$(name "$1" "$i").json"
+        f="$OUT/load-$(run_name "$1" "$i").json"
         [ -f "$f" ] && [ "$(jq -r .allTargetsMet "$f")" = true ] || return 1
     done
 }

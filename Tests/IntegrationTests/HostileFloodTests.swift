@@ -14,11 +14,11 @@ import Testing
         [0xA0, 11, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 3, 255],                  // padding longer than the packet
     ]
 
-    private func aiMalformedCount(_ harness: Harness) throws -> Int {
+    /// The daemon's counters from `foneaictl stats --json` (nil: it failed or printed none).
+    private func daemonCounters(_ harness: Harness) throws -> [String: Any]? {
         let (status, statsJSON) = try runCtl(["--socket", harness.daemon.controlSocketPath, "stats", "--json"])
-        guard status == 0, let stats = try JSONSerialization.jsonObject(with: Data(statsJSON.utf8)) as? [String: Any],
-              let counters = stats["counters"] as? [String: Any] else { return 0 }
-        return counters["ai_malformed"] as? Int ?? 0
+        guard status == 0 else { return nil }
+        return (try JSONSerialization.jsonObject(with: Data(statsJSON.utf8)) as? [String: Any])?["counters"] as? [String: Any]
     }
 
     @Test func malformedFloodLeavesTenCallsClean() async throws {
@@ -59,7 +59,7 @@ import Testing
         // length, and a call that ends first cuts its script short. The wait is bounded, so a
         // daemon that loses count still fails below.
         let countDeadline = ContinuousClock.now + .seconds(20)
-        while try aiMalformedCount(harness) < 1_000 && ContinuousClock.now < countDeadline {
+        while try (daemonCounters(harness)?["ai_malformed"] as? Int ?? 0) < 1_000 && ContinuousClock.now < countDeadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         try await Task.sleep(for: .seconds(1))  // more clean audio after the last junk message
@@ -84,9 +84,7 @@ import Testing
         // The bridge forwards every packet the simulator sent (allow 1% for UDP on a loaded machine).
         #expect(Double(totalDelivered) >= Double(totalSent) * 0.99, "delivered \(totalDelivered) of \(totalSent) caller packets")
 
-        let (status, statsJSON) = try runCtl(["--socket", harness.daemon.controlSocketPath, "stats", "--json"])
-        #expect(status == 0)
-        let counters = try #require((try JSONSerialization.jsonObject(with: Data(statsJSON.utf8)) as? [String: Any])?["counters"] as? [String: Any])
+        let counters = try #require(try daemonCounters(harness), "foneaictl stats --json failed or printed no counters")
         let malformed = counters["rtp_malformed"] as? Int ?? 0
         let aiMalformed = counters["ai_malformed"] as? Int ?? 0
         #expect(malformed >= 9_900, "daemon counted \(malformed) malformed RTP packets of 10,000 sent")

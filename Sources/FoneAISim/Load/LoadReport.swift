@@ -30,7 +30,8 @@ public enum LoadReport {
         guard let first = runs.first else { return "" }
         let m = first.machine
         // With several runs per call count (BENCH_REPEAT), rows and lists name each run's seed too.
-        let repeated = Set(runs.map(\.parameters.calls)).count < runs.count
+        let counts = Array(Set(runs.map(\.parameters.calls))).sorted()
+        let repeated = counts.count < runs.count
         func seed(_ r: LoadResult) -> String { r.parameters.seed.map(String.init) ?? "?" }
         func row(_ r: LoadResult) -> String { repeated ? "\(r.parameters.calls) (seed \(seed(r)))" : "\(r.parameters.calls)" }
         func named(_ r: LoadResult) -> String { repeated ? "\(r.parameters.calls) calls (seed \(seed(r)))" : "\(r.parameters.calls) calls" }
@@ -88,7 +89,6 @@ public enum LoadReport {
             s += "| \(row(r)) | " + r.targets.map { "\($0.met ? "✅" : "❌") \($0.value)" }.joined(separator: " | ") + " |\n"
         }
         s += "\nTargets: " + first.targets.map { "\($0.name) \($0.target)" }.joined(separator: "; ") + ".\n\n"
-        let counts = Array(Set(runs.map(\.parameters.calls))).sorted()
         func largest(_ ok: (LoadResult) -> Bool) -> Int? { largestPassing(runs.map { ($0.parameters.calls, ok($0)) }) }
         s += "| target | largest N meeting it\(repeated ? " in every run" : "") (and every smaller N) |\n|---|---:|\n"
         for (i, name) in names.enumerated() {
