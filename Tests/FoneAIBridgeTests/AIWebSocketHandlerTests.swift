@@ -152,7 +152,8 @@ import Testing
                                         timestampIncrement: 320, maxBufferedAudioMs: 1000)
         let media = CallMedia(settings: settings, aiSampleRate: 16000, toAI: s.outbound, onMarkReached: { _ in })
         let payload = (0..<640).map { UInt8(truncatingIfNeeded: $0 * 7) }  // big-endian samples
-        payload.withUnsafeBytes { media.receive(payload: $0, allocator: s.channel.allocator) }
+        var scratch = ByteBuffer()
+        payload.withUnsafeBytes { media.receive(payload: $0, scratch: &scratch) }
         s.loop.run()
 
         var wire = try #require(try s.channel.readOutbound(as: ByteBuffer.self))
@@ -167,19 +168,57 @@ import Testing
         #expect(unmasked == expected)
     }
 
+    /// Every packet is decoded into the same scratch buffer and framed into the same frame buffer;
+    /// frames still held (queued before the socket opened, or not yet taken by the socket) keep
+    /// their own bytes.
+    @Test func reusedBuffersNeverChangeAFrameStillHeld() throws {
+        let s = try open()
+        try s.channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder(), position: .first)
+        let settings = RTPMediaSettings(inboundFormat: .ulaw, swap16: false, outboundPayloadType: 0,
+                                        timestampIncrement: 160, maxBufferedAudioMs: 1000)
+        let media = CallMedia(settings: settings, aiSampleRate: 8000, toAI: s.outbound, onMarkReached: { _ in })
+        let packets = (0..<5).map { n in (0..<160).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ n &* 41) } }
+        var scratch = ByteBuffer()
+        for packet in packets[0..<3] { packet.withUnsafeBytes { media.receive(payload: $0, scratch: &scratch) } }
+        s.loop.run()
+        try s.handler().open(call: call)
+        for packet in packets[3...] { packet.withUnsafeBytes { media.receive(payload: $0, scratch: &scratch) } }
+        s.loop.run()
+
+        var wire = ByteBuffer()
+        while var part = try s.channel.readOutbound(as: ByteBuffer.self) { wire.writeBuffer(&part) }
+        var bodies: [[UInt8]] = []
+        while let head = wire.readBytes(length: 2) {  // masked frames, each under 64 KiB
+            let length = head[1] & 0x7F == 126 ? Int(wire.readInteger(as: UInt16.self) ?? 0) : Int(head[1] & 0x7F)
+            let key = wire.readBytes(length: 4) ?? []
+            let body = (wire.readBytes(length: length) ?? []).enumerated().map { $1 ^ key[$0 % 4] }
+            if head[0] == 0x82 { bodies.append(body) }  // the opening message is text
+        }
+        #expect(bodies.count == packets.count)
+        for (n, (packet, body)) in zip(packets, bodies).enumerated() {
+            let expected = packet.flatMap { byte -> [UInt8] in
+                let sample = UInt16(bitPattern: G711.ulawTable[Int(byte)])
+                return [UInt8(truncatingIfNeeded: sample), UInt8(truncatingIfNeeded: sample >> 8)]
+            }
+            #expect(body == expected, "frame \(n) carries its own packet")
+        }
+    }
+
     /// The audio frame's bytes are exactly those NIO's encoder writes for the same key, for every
-    /// payload length class and every tail length of the eight-byte masking loop.
+    /// payload length class and every tail length of the eight-byte masking loop, also when the
+    /// buffer is reused for a shorter frame after a longer one.
     @Test func maskedBinaryFramesMatchNIOsEncoderByteForByte() throws {
         let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
         var generator = SystemRandomNumberGenerator()
-        for length in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 126, 127, 640, 65535, 65536, 70001] {
+        var frame = ByteBuffer()
+        for length in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 126, 127, 640, 65535, 65536, 70001, 5, 640] {
             let payload = ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
             let mask = UInt32.random(in: 0...UInt32.max, using: &generator)
             let key = try #require(WebSocketMaskingKey((0..<4).map { UInt8(truncatingIfNeeded: mask >> (8 * $0)) }))
             try channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: key, data: payload)).wait()
             var expected = ByteBuffer()
             while var part = try channel.readOutbound(as: ByteBuffer.self) { expected.writeBuffer(&part) }
-            let frame = MaskedBinaryFrame.make(payload: payload, mask: mask, allocator: channel.allocator)
+            MaskedBinaryFrame.write(payload: payload, mask: mask, into: &frame)
             #expect(frame == expected, "payload of \(length) bytes")
         }
         _ = try channel.finish()

@@ -35,6 +35,8 @@ final class AIWebSocketHandler: ChannelInboundHandler {
     /// NIO's frame encoder's context: binary frames written through it skip the encoder
     /// (`MaskedBinaryFrame`). Nil when the pipeline has no encoder (then NIO encodes them too).
     private var encoderContext: ChannelHandlerContext?
+    /// The last caller-audio frame's buffer, reused for the next (see `MaskedBinaryFrame.write`).
+    private var callerFrame = ByteBuffer()
     private var sentClose = false
     private var awaitingPong = false
     private var failure: String?
@@ -180,7 +182,8 @@ final class AIWebSocketHandler: ChannelInboundHandler {
         case .binary(let data):
             if let encoderContext {
                 let mask = UInt32(truncatingIfNeeded: random.next())
-                encoderContext.write(NIOAny(MaskedBinaryFrame.make(payload: data, mask: mask, allocator: context.channel.allocator)), promise: nil)
+                MaskedBinaryFrame.write(payload: data, mask: mask, into: &callerFrame)
+                encoderContext.write(NIOAny(callerFrame), promise: nil)
             } else {
                 context.write(wrapOutboundOut(makeFrame(.binary, data)), promise: nil)
             }

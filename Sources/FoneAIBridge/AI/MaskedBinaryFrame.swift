@@ -8,10 +8,12 @@ import NIOCore
 /// still holds the payload, first copies it: callgrind put that at 18 % of the daemon's
 /// instructions. Here the payload is masked eight bytes at a time while being copied in.
 enum MaskedBinaryFrame {
+    /// Replaces `frame`'s contents with the frame; its storage is reused when nothing else holds
+    /// it (NIO lets go of a written buffer once the kernel has its bytes).
     /// `mask`'s bytes in memory order (little-endian) are the frame's masking key.
-    static func make(payload: ByteBuffer, mask: UInt32, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func write(payload: ByteBuffer, mask: UInt32, into frame: inout ByteBuffer) {
         let length = payload.readableBytes
-        var frame = allocator.buffer(capacity: 14 + length)
+        frame.clear(minimumCapacity: 14 + length)
         frame.writeInteger(UInt8(0x82))  // FIN, binary
         if length < 126 {
             frame.writeInteger(UInt8(0x80 | length))
@@ -29,7 +31,6 @@ enum MaskedBinaryFrame {
                 return length
             }
         }
-        return frame
     }
 
     /// `target[i] = source[i] ^ key[i % 4]`, for all of `source`.

@@ -70,11 +70,14 @@ public final class CallMedia: MediaLeg {
     // MARK: Asterisk → AI
 
     /// One RTP payload from Asterisk, already matched to this call. Runs on the RTP event loop.
-    func receive(payload: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) {
+    /// The PCM is decoded into `scratch`, which the socket reuses for every packet: the AI's
+    /// frame is built from it before this returns, so it is normally free again for the next one
+    /// (audio that must wait for the AI's socket keeps its copy, and `clear` then allocates anew).
+    func receive(payload: UnsafeRawBufferPointer, scratch: inout ByteBuffer) {
         inPackets.wrappingAdd(1, ordering: .relaxed)
-        var pcm = allocator.buffer(capacity: payload.count * 2)
-        InboundDecoder.appendPCM16LE(payload: payload, format: settings.inboundFormat, swap16: settings.swap16, to: &pcm)
-        toAI.sendAudio(pcm)
+        scratch.clear(minimumCapacity: payload.count * 2)
+        InboundDecoder.appendPCM16LE(payload: payload, format: settings.inboundFormat, swap16: settings.swap16, to: &scratch)
+        toAI.sendAudio(scratch)
     }
 
     // MARK: AI → Asterisk

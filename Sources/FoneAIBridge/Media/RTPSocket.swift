@@ -105,6 +105,8 @@ final class RTPDemuxHandler: ChannelInboundHandler {
     var routes: [SocketAddress: CallMedia] = [:]
     var counters = RTPSocketCounters()
     let logger: Logger
+    /// Every packet's decoded PCM, reused (see `CallMedia.receive`).
+    private var pcm = ByteBufferAllocator().buffer(capacity: 640)
 
     init(logger: Logger) {
         self.logger = logger
@@ -125,7 +127,7 @@ final class RTPDemuxHandler: ChannelInboundHandler {
             switch RTPPacket.parse(bytes) {
             case .success(let header):
                 let payload = UnsafeRawBufferPointer(rebasing: bytes[header.payloadOffset ..< header.payloadOffset + header.payloadLength])
-                media.receive(payload: payload, allocator: context.channel.allocator)
+                media.receive(payload: payload, scratch: &pcm)
             case .failure(let error):
                 counters.malformed &+= 1
                 if counters.malformed % 1000 == 1 {
