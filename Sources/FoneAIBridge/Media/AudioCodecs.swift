@@ -19,7 +19,15 @@ public enum InboundDecoder {
                 return
             }
             out.writeWithUnsafeMutableBytes(minimumWritableBytes: byteCount) { dst in
+                // Four samples at a time: a byte at a time cost 2,300 instructions per 20 ms of
+                // slin16, a fifth of what the caller's packet costs on its way to the AI.
+                let evenBytes: UInt64 = 0x00FF_00FF_00FF_00FF
                 var i = 0
+                while i + 8 <= byteCount {
+                    let word = payload.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    dst.storeBytes(of: (word & evenBytes) << 8 | (word >> 8) & evenBytes, toByteOffset: i, as: UInt64.self)
+                    i += 8
+                }
                 while i < byteCount {
                     dst[i] = payload[i + 1]
                     dst[i + 1] = payload[i]
