@@ -196,11 +196,7 @@ import Testing
         }
         #expect(bodies.count == packets.count)
         for (n, (packet, body)) in zip(packets, bodies).enumerated() {
-            let expected = packet.flatMap { byte -> [UInt8] in
-                let sample = UInt16(bitPattern: G711.ulawTable[Int(byte)])
-                return [UInt8(truncatingIfNeeded: sample), UInt8(truncatingIfNeeded: sample >> 8)]
-            }
-            #expect(body == expected, "frame \(n) carries its own packet")
+            #expect(body == decodeInbound(packet, .ulaw), "frame \(n) carries its own packet")
         }
     }
 
