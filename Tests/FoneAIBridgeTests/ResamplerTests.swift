@@ -193,6 +193,26 @@ let rates = [8000, 16000, 24000, 44100, 48000]
         }
     }
 
+    @Test func eightAtATimeRoundsAndClipsExactlyLikeOneAtATime() {
+        // Ties, both sides of every clip bound, fractions just off integers, and a spread between.
+        var values: [Float] = [0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 32766.5, 32767, 32767.5,
+                               40000, -32767.5, -32768, -32768.5, -32769, -40000, 1e9, -1e9, 0.25, -0.25]
+        for i in -2_000...2_000 { values.append(Float(i) * 0.25) }
+        values += (0..<2_000).map { _ in Float.random(in: -33_000...33_000) }
+        while values.count % 8 != 0 { values.append(0) }
+        var out = [Int16](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { values in
+            out.withUnsafeMutableBufferPointer { out in
+                for i in stride(from: 0, to: values.count, by: 8) {
+                    Resampler.storePCM16(Resampler.load(values.baseAddress! + i), to: out.baseAddress! + i)
+                }
+            }
+        }
+        for (value, sample) in zip(values, out) where sample != Resampler.pcm16(value) {
+            Issue.record("\(value): \(sample), one at a time \(Resampler.pcm16(value))")
+        }
+    }
+
     @Test func readsLittleEndianBytes() {
         let input = sine(frequency: 440, rate: 16000, count: 3200)
         var bytes = ByteBufferAllocator().buffer(capacity: 6400)

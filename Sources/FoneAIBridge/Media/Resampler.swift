@@ -16,7 +16,8 @@ import Darwin
 /// above ~4.5 kHz by more than 60 dB) and upsampling suppresses images. State carries across
 /// calls, so chunk boundaries are seamless: feeding the input in any split gives the same output.
 ///
-/// Halving the rate (16 → 8 kHz, the common case here) skips the filter's zero taps (`HalfBand`).
+/// Halving the rate (16 → 8 kHz, the common case here) skips the filter's zero taps and takes its
+/// own path (`HalfBand`).
 ///
 /// Output lags input by `latencyInputSamples` input samples (half the filter length); `flush`
 /// pushes out the tail. Equal rates pass samples through unchanged.
@@ -115,7 +116,7 @@ public struct Resampler: Sendable {
         halfBand = allowHalfBand && up == 1 && down == 2 ? HalfBand(row: coefficients, lead: lead, half: half) : nil
         // Pre-roll zeros before the first sample so output 0 aligns with input 0.
         history = [Float](repeating: 0, count: taps - half - 1)
-        history.reserveCapacity(4096)
+        if halfBand == nil { history.reserveCapacity(4096) }
         historyStart = -(taps - half - 1)
         basePosition = 0
         phase = 0
@@ -128,6 +129,11 @@ public struct Resampler: Sendable {
     public mutating func process(_ input: UnsafeBufferPointer<Int16>, into out: inout [Int16]) {
         if up == down {
             out.append(contentsOf: input)
+            return
+        }
+        if halfBand != nil {
+            halfBand!.append(count: input.count) { input[$0] }
+            halfBand!.produce(into: &out)
             return
         }
         appendHistory(count: input.count) { history in
@@ -148,6 +154,11 @@ public struct Resampler: Sendable {
             PCM16.appendSamples(fromLittleEndian: bytes, to: &out)
             return
         }
+        if halfBand != nil {
+            halfBand!.append(count: n) { PCM16.sampleLE(bytes, at: 2 &* $0) }
+            halfBand!.produce(into: &out)
+            return
+        }
         appendHistory(count: n) { history in
             for i in 0..<n { history[i] = Float(PCM16.sampleLE(bytes, at: 2 * i)) }
         }
@@ -163,6 +174,10 @@ public struct Resampler: Sendable {
     /// resets the stream. Call at the end of a burst of audio.
     public mutating func flush(into out: inout [Int16]) {
         guard up != down else { return }
+        if halfBand != nil {
+            halfBand!.flush(into: &out)
+            return
+        }
         let inputEnd = historyStart + history.count
         appendHistory(count: half) { _ in }  // zeros
         // Produce only outputs whose position lies before the end of the real input.
@@ -186,27 +201,28 @@ public struct Resampler: Sendable {
         up == down ? inputCount : (inputCount + half) * up / down + 2
     }
 
-    /// What `appendHistory` extends the history with before filling it in.
+    /// What `extend` lengthens arrays with before they are filled in.
     private static let zeros = [Float](repeating: 0, count: 1024)
 
-    /// Appends `count` input samples that `fill` writes in place (one append per sample would
-    /// check the array's capacity and ownership every time). Grows the history geometrically:
-    /// an exact `reserveCapacity` per call could reallocate every time.
-    mutating func appendHistory(count: Int, _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
-        let start = history.count
-        let needed = start + count
-        if history.capacity < needed { history.reserveCapacity(Swift.max(needed, 2 * history.capacity)) }
+    /// Lengthens `array` by `count` zeros, to be overwritten in place (one append per sample
+    /// would check the array's capacity and ownership every time). Grows geometrically: an exact
+    /// `reserveCapacity` per call could reallocate every time.
+    static func extend(_ array: inout [Float], by count: Int) {
+        let needed = array.count + count
+        if array.capacity < needed { array.reserveCapacity(Swift.max(needed, 2 * array.capacity)) }
         // Zeros copied from a block: appending `repeatElement` writes them one element at a time.
-        Self.zeros.withUnsafeBufferPointer { zeros in
-            while history.count < needed {
-                history.append(contentsOf: UnsafeBufferPointer(rebasing: zeros[..<Swift.min(zeros.count, needed - history.count)]))
+        zeros.withUnsafeBufferPointer { zeros in
+            while array.count < needed {
+                array.append(contentsOf: UnsafeBufferPointer(rebasing: zeros[..<Swift.min(zeros.count, needed - array.count)]))
             }
         }
+    }
+
+    /// Appends `count` input samples that `fill` writes in place.
+    mutating func appendHistory(count: Int, _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let start = history.count
+        Self.extend(&history, by: count)
         history.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
-        if halfBand != nil {
-            let first = historyStart + start
-            history.withUnsafeBufferPointer { halfBand!.append(UnsafeBufferPointer(rebasing: $0[start...]), firstIndex: first) }
-        }
     }
 
     mutating func produce(into out: inout [Int16], limit: Int = .max) {
@@ -229,14 +245,6 @@ public struct Resampler: Sendable {
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: count))
         out.withUnsafeMutableBufferPointer { out in
-            if let halfBand {
-                history.withUnsafeBufferPointer { hist in
-                    halfBand.produce(into: UnsafeMutableBufferPointer(rebasing: out[start...]), from: base,
-                                     centers: hist.baseAddress! + (base - historyStart))
-                }
-                base += 2 * count
-                return
-            }
             coefficients.withUnsafeBufferPointer { coeffs in
                 history.withUnsafeBufferPointer { hist in
                     for n in start..<(start + count) {
@@ -251,7 +259,6 @@ public struct Resampler: Sendable {
         }
         basePosition = base
         self.phase = phase
-        halfBand?.drop(before: base)
         // Drop history no longer needed (keep from the next output's first tap).
         let keepFrom = base + half + 1 - taps - historyStart
         if keepFrom > 0 {
@@ -282,18 +289,25 @@ public struct Resampler: Sendable {
 
     /// `pcm16` for eight samples at once, stored to `destination` (alignment not needed).
     ///
-    /// Clips with masked replaces and converts lane by lane with `Int32(Float)` (one instruction
-    /// each): `clamped` and `SIMD8<Int32>(_:rounding:)` compile to generic stdlib calls that
-    /// convert each lane in software, 18 times as slow (330 against 18 ns per eight samples).
+    /// Clips with masked replaces, which compile to vector blends. Truncates without converting
+    /// to integers lane by lane: `Int32(Float)` checks each lane's range (some 20 instructions a
+    /// lane), and `clamped` and `SIMD8<Int32>(_:rounding:)` compile to generic stdlib calls.
     @inline(__always)
     static func storePCM16(_ sums: SIMD8<Float>, to destination: UnsafeMutablePointer<Int16>) {
-        var rounded = sums + 0.5
-        rounded.replace(with: sums - 0.5, where: sums .< 0)
-        rounded.replace(with: 32767, where: rounded .> 32767)
-        rounded.replace(with: -32768, where: rounded .< -32768)
-        var samples = SIMD8<Int32>()
-        for lane in 0..<8 { samples[lane] = Int32(rounded[lane]) }
-        UnsafeMutableRawPointer(destination).storeBytes(of: SIMD8<Int16>(truncatingIfNeeded: samples), as: SIMD8<Int16>.self)
+        var y = sums + 0.5
+        y.replace(with: sums - 0.5, where: sums .< 0)
+        y.replace(with: 32767, where: y .> 32767)
+        y.replace(with: -32768, where: y .< -32768)
+        // Adding 1.5 · 2^23 leaves no fraction bits: the sum is y rounded to the nearest integer,
+        // whose two's complement sits in the low mantissa bits. Stepping back where that rounded
+        // away from zero gives y truncated, as `Int16(y)` would.
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let nearest = (y + magic) - magic
+        var truncated = nearest
+        truncated.replace(with: nearest - 1, where: (nearest .> y) .& (y .>= 0))
+        truncated.replace(with: nearest + 1, where: (nearest .< y) .& (y .< 0))
+        let bits = unsafeBitCast(truncated + magic, to: SIMD8<UInt32>.self)
+        UnsafeMutableRawPointer(destination).storeBytes(of: SIMD8<Int16>(truncatingIfNeeded: bits), as: SIMD8<Int16>.self)
     }
 
     /// Σ row[k] · x[k] for k < `count` (a multiple of 8). Two accumulators, so each multiply-add
@@ -345,8 +359,9 @@ public struct Resampler: Sendable {
 extension Resampler {
     /// 2:1 decimation. The filter's cutoff then sits at a quarter of the input rate, so the
     /// windowed sinc is zero at every even distance from its centre but 0: each output needs the
-    /// centre sample and the odd-distance ones, half the taps. The odd-index input samples are
-    /// kept in an array of their own, so those multiply-adds still run over contiguous memory.
+    /// centre sample and the odd-distance ones, half the taps. Input is split as it arrives into
+    /// the even-index samples (the centres) and the odd-index ones, so the multiply-adds run over
+    /// contiguous memory; this path keeps no other history.
     struct HalfBand: Sendable {
         /// The centre tap.
         let center: Float
@@ -354,9 +369,18 @@ extension Resampler {
         let odd: [Float]
         let side: Int
         let pad: Int
-        /// `samples[j]` is input sample 2 * (`start` + j) + 1.
-        var samples: [Float] = []
-        var start = 0
+        /// An output waits until the input `half` samples past it has arrived, as on the general
+        /// path, so both paths give the same output at the same time.
+        let half: Int
+        /// `evens[j]` is input sample 2 * (`evenStart` + j); `odds[j]` is input sample 2 * (`oddStart` + j) + 1.
+        var evens: [Float] = []
+        var odds: [Float] = []
+        var evenStart = 0
+        var oddStart = 0
+        /// Input samples taken since the stream started.
+        var received = 0
+        /// The next output; it sits at input position 2 * `next`.
+        var next = 0
 
         /// Nil unless `row` (phase 0 of a filter with support `half`, after `lead` zeros) really
         /// is zero at the even distances.
@@ -376,76 +400,117 @@ extension Resampler {
             pad = (8 - odd.count % 8) % 8
             self.odd = [Float](repeating: 0, count: pad) + odd
             self.side = side
+            self.half = half
             center = row[centerIndex]
+            evens.reserveCapacity(256)
+            odds.reserveCapacity(256)
             reset()
         }
 
-        /// Zeros for the odd samples before input 0.
+        /// Forgets the stream; zeros stand for the odd samples before input 0.
         mutating func reset() {
-            samples.removeAll(keepingCapacity: true)
-            samples.append(contentsOf: repeatElement(0, count: side + pad))
-            start = -(side + pad)
+            evens.removeAll(keepingCapacity: true)
+            odds.removeAll(keepingCapacity: true)
+            odds.append(contentsOf: repeatElement(0, count: side + pad))
+            evenStart = 0
+            oddStart = -(side + pad)
+            received = 0
+            next = 0
         }
 
-        /// Takes the odd-index samples of `input`, whose first sample is input sample `firstIndex`.
-        mutating func append(_ input: UnsafeBufferPointer<Float>, firstIndex: Int) {
-            let first = firstIndex & 1 == 1 ? 0 : 1
-            let count = (input.count - first + 1) / 2
+        /// Takes `count` input samples, `sample(i)` being the i-th.
+        @inline(__always)
+        mutating func append(count: Int, _ sample: (Int) -> Int16) {
             guard count > 0 else { return }
-            let end = samples.count
-            samples.append(contentsOf: repeatElement(0, count: count))
-            samples.withUnsafeMutableBufferPointer { samples in
-                for j in 0..<count { samples[end + j] = input[first + 2 * j] }
+            // Odd input indices in [received, received + count).
+            let oddCount = (received + count) / 2 - received / 2
+            let evenCount = count - oddCount
+            let evenEnd = evens.count, oddEnd = odds.count
+            Resampler.extend(&evens, by: evenCount)
+            Resampler.extend(&odds, by: oddCount)
+            let firstOdd = received & 1 == 1 ? 0 : 1
+            evens.withUnsafeMutableBufferPointer { evens in
+                odds.withUnsafeMutableBufferPointer { odds in
+                    for j in 0..<evenCount { evens[evenEnd &+ j] = Float(sample(1 &- firstOdd &+ 2 &* j)) }
+                    for j in 0..<oddCount { odds[oddEnd &+ j] = Float(sample(firstOdd &+ 2 &* j)) }
+                }
+            }
+            received += count
+        }
+
+        /// Appends every output whose input has arrived and that lies before input position `limit`.
+        mutating func produce(into out: inout [Int16], limit: Int = .max) {
+            // Output n needs input up to 2n + half, and lies before the limit when 2n < limit.
+            guard received > half else { return }
+            var end = (received - half - 1) / 2 + 1
+            if limit < .max { end = min(end, (limit + 1) / 2) }
+            let count = end - next
+            guard count > 0 else { return }
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: count))
+            out.withUnsafeMutableBufferPointer { out in
+                filter(into: UnsafeMutableBufferPointer(rebasing: out[start...]))
+            }
+            next = end
+            // Keep what the next output reads: its centre and its first odd tap on.
+            let evensDone = min(next - evenStart, evens.count)
+            if evensDone > 0 {
+                evens.removeFirst(evensDone)
+                evenStart += evensDone
+            }
+            let oddsDone = min(next - side - pad - oddStart, odds.count)
+            if oddsDone > 0 {
+                odds.removeFirst(oddsDone)
+                oddStart += oddsDone
             }
         }
 
-        /// Outputs at input positions `from`, `from + 2`, … (even), one per element of `out`;
-        /// `centers[2 * n]` is the input sample at output `n`'s position.
+        /// Computes outputs `next`, `next + 1`, … into `out`.
         ///
-        /// Output `n` reads `samples[first + n ..< first + n + taps]`: neighbouring outputs' windows
-        /// are one sample apart, so eight outputs at a time take one vector multiply-add per tap
-        /// (each lane an output) and need no sum across lanes.
-        func produce(into out: UnsafeMutableBufferPointer<Int16>, from position: Int, centers: UnsafePointer<Float>) {
+        /// Output n reads `odds[first + n ..< first + n + taps]`: neighbouring outputs' windows are
+        /// one sample apart, so sixteen outputs at a time take one broadcast coefficient and two
+        /// vector multiply-adds per tap (each lane an output), and need no sum across lanes.
+        private func filter(into out: UnsafeMutableBufferPointer<Int16>) {
             let taps = odd.count
             let pad = self.pad
             let center = self.center
             odd.withUnsafeBufferPointer { coeffs in
-                samples.withUnsafeBufferPointer { samples in
-                    let first = samples.baseAddress! + (position / 2 - side - pad - start)
-                    var n = 0
-                    while n + 8 <= out.count {
-                        let x = first + n
-                        // Two accumulators, so each multiply-add need not wait for the one before.
-                        var sumA = SIMD8<Float>(), sumB = SIMD8<Float>()
-                        var k = pad
-                        while k + 1 < taps {
-                            sumA += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k)
-                            sumB += SIMD8(repeating: coeffs[k + 1]) * Resampler.load(x + k + 1)
-                            k += 2
+                odds.withUnsafeBufferPointer { odds in
+                    evens.withUnsafeBufferPointer { evens in
+                        let first = odds.baseAddress! + (next - side - pad - oddStart)
+                        let centers = evens.baseAddress! + (next - evenStart)
+                        var n = 0
+                        while n &+ 16 <= out.count {
+                            let x = first + n
+                            var low = center * Resampler.load(centers + n)
+                            var high = center * Resampler.load(centers + n + 8)
+                            var k = pad
+                            while k < taps {
+                                let c = SIMD8(repeating: coeffs[k])
+                                low += c * Resampler.load(x + k)
+                                high += c * Resampler.load(x + k + 8)
+                                k &+= 1
+                            }
+                            Resampler.storePCM16(low, to: out.baseAddress! + n)
+                            Resampler.storePCM16(high, to: out.baseAddress! + n + 8)
+                            n &+= 16
                         }
-                        if k < taps { sumA += SIMD8(repeating: coeffs[k]) * Resampler.load(x + k) }
-                        var middle = SIMD8<Float>()
-                        for lane in 0..<8 { middle[lane] = centers[2 * (n + lane)] }
-                        Resampler.storePCM16(sumA + sumB + center * middle, to: out.baseAddress! + n)
-                        n += 8
-                    }
-                    while n < out.count {
-                        let sum = Resampler.dot(coeffs.baseAddress!, first + n, count: taps) + center * centers[2 * n]
-                        out[n] = Resampler.pcm16(sum)
-                        n += 1
+                        while n < out.count {
+                            let sum = Resampler.dot(coeffs.baseAddress!, first + n, count: taps) + center * centers[n]
+                            out[n] = Resampler.pcm16(sum)
+                            n &+= 1
+                        }
                     }
                 }
             }
         }
 
-        /// Forgets the samples no output from input position `position` on needs.
-        mutating func drop(before position: Int) {
-            let keepFrom = position / 2 - side - pad - start
-            if keepFrom > 0 {
-                let drop = min(keepFrom, samples.count)
-                samples.removeFirst(drop)
-                start += drop
-            }
+        /// The end of a stream: outputs up to the end of the input (as if silence followed), then a reset.
+        mutating func flush(into out: inout [Int16]) {
+            let inputEnd = received
+            append(count: half) { _ in 0 }
+            produce(into: &out, limit: inputEnd)
+            reset()
         }
     }
 }
