@@ -133,12 +133,13 @@ public struct PlayoutBuffer: Sendable {
         guard count > 0, frameCount > 0 else { return false }
         let n = min(frameCount, count)
         let ring = storage.count
+        let to = out.baseAddress!
         storage.withUnsafeBufferPointer { buf in
             let first = min(n, ring - head)
-            for i in 0..<first { out[i] = buf[head + i] }
-            for i in first..<n { out[i] = buf[i - first] }
+            to.update(from: buf.baseAddress! + head, count: first)
+            if n > first { (to + first).update(from: buf.baseAddress!, count: n - first) }
         }
-        for i in n..<frameCount { out[i] = 0 }
+        if n < frameCount { (to + n).update(repeating: 0, count: frameCount - n) }
         head = (head + n) % ring
         count -= n
         consumedTotal += UInt64(n)
