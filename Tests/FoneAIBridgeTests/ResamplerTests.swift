@@ -229,6 +229,26 @@ let rates = [8000, 16000, 24000, 44100, 48000]
         #expect(passed == input)
     }
 
+    @Test(arguments: [16000, 48000])
+    func bytesInAnySplitGiveWhatSamplesGive(_ from: Int) {
+        // Odd sample counts shift the even/odd split from one chunk to the next.
+        let input = sine(frequency: 700, rate: from, count: 3000).enumerated().map { Int16(clamping: Int($1) + ($0 % 7) * 3000 - 9000) }
+        var bytes = ByteBufferAllocator().buffer(capacity: 2 * input.count)
+        input.withUnsafeBufferPointer { PCM16.writeLittleEndian($0, to: &bytes) }
+        for chunkBytes in [2, 6, 64, 66, 640, 666, 6000] {
+            var r = Resampler(from: from, to: from / 2)
+            var out: [Int16] = []
+            var offset = 0
+            while offset < bytes.readableBytes {
+                let n = min(chunkBytes, bytes.readableBytes - offset)
+                r.process(pcm16LE: bytes.getSlice(at: offset, length: n)!, into: &out)
+                offset += n
+            }
+            r.flush(into: &out)
+            #expect(out == resampleAll(input, from: from, to: from / 2), "\(from) Hz in \(chunkBytes)-byte chunks")
+        }
+    }
+
     @Test func flushResetsTheStream() {
         let input = sine(frequency: 1000, rate: 16000, count: 1600)
         var r = Resampler(from: 16000, to: 8000)

@@ -155,7 +155,7 @@ public struct Resampler: Sendable {
             return
         }
         if halfBand != nil {
-            halfBand!.append(count: n) { PCM16.sampleLE(bytes, at: 2 &* $0) }
+            halfBand!.append(pcm16LE: bytes)
             halfBand!.produce(into: &out)
             return
         }
@@ -438,6 +438,41 @@ extension Resampler {
             received += count
         }
 
+        /// Takes 16-bit little-endian samples (a trailing odd byte is ignored).
+        mutating func append(pcm16LE bytes: UnsafeRawBufferPointer) {
+            var rest = bytes
+            #if _endian(little)
+            // From an even input index, each 32-bit word holds an even sample (low half) and an
+            // odd one (high half): eight words at a time split and convert without a scalar step.
+            let pairs = bytes.count / 4 / 8 * 8
+            if received & 1 == 0 && pairs > 0 {
+                let evenEnd = evens.count, oddEnd = odds.count
+                Resampler.extend(&evens, by: pairs)
+                Resampler.extend(&odds, by: pairs)
+                evens.withUnsafeMutableBufferPointer { evens in
+                    odds.withUnsafeMutableBufferPointer { odds in
+                        for g in stride(from: 0, to: pairs, by: 8) {
+                            let words = (bytes.baseAddress! + 4 &* g).loadUnaligned(as: SIMD8<UInt32>.self)
+                            let low = SIMD8<Int32>(truncatingIfNeeded: words &<< 16) &>> 16
+                            let high = SIMD8<Int32>(truncatingIfNeeded: words) &>> 16
+                            UnsafeMutableRawPointer(evens.baseAddress! + evenEnd + g).storeBytes(of: Self.float(low), as: SIMD8<Float>.self)
+                            UnsafeMutableRawPointer(odds.baseAddress! + oddEnd + g).storeBytes(of: Self.float(high), as: SIMD8<Float>.self)
+                        }
+                    }
+                }
+                received += 2 * pairs
+                rest = UnsafeRawBufferPointer(rebasing: bytes[(4 * pairs)...])
+            }
+            #endif
+            append(count: rest.count / 2) { PCM16.sampleLE(rest, at: 2 &* $0) }
+        }
+
+        /// Exact for 16-bit values: 1.5 · 2^23 plus the value, as float bits, is that float.
+        @inline(__always)
+        static func float(_ samples: SIMD8<Int32>) -> SIMD8<Float> {
+            unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: samples) &+ 0x4B40_0000, to: SIMD8<Float>.self) - 12_582_912
+        }
+
         /// Appends every output whose input has arrived and that lies before input position `limit`.
         mutating func produce(into out: inout [Int16], limit: Int = .max) {
             // Output n needs input up to 2n + half, and lies before the limit when 2n < limit.
@@ -495,8 +530,11 @@ extension Resampler {
                             Resampler.storePCM16(high, to: out.baseAddress! + n + 8)
                             n &+= 16
                         }
+                        // The rest one at a time, adding in the lanes' order: any split of the
+                        // input gives the same output, to the bit.
                         while n < out.count {
-                            let sum = Resampler.dot(coeffs.baseAddress!, first + n, count: taps) + center * centers[n]
+                            var sum = center * centers[n]
+                            for k in pad..<taps { sum += coeffs[k] * first[n + k] }
                             out[n] = Resampler.pcm16(sum)
                             n &+= 1
                         }
