@@ -45,7 +45,7 @@ func decodeInbound(_ payload: [UInt8], _ format: InboundAudioFormat, swap16: Boo
 
     /// Every length up to three words, so each tail after the eight-byte steps is covered.
     @Test func swapMatchesAByteByByteSwapAtEveryLength() {
-        let bytes = (0..<25).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        let bytes = (0..<41).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
         for length in 0...bytes.count {
             let payload = Array(bytes[..<length])
             let expected = stride(from: 0, to: length & ~1, by: 2).flatMap { [payload[$0 + 1], payload[$0]] }
