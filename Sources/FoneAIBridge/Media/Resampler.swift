@@ -365,10 +365,9 @@ extension Resampler {
     struct HalfBand: Sendable {
         /// The centre tap.
         let center: Float
-        /// `pad` zeros, then the taps at distances -(2 * side - 1), ..., -1, 1, ..., 2 * side - 1.
+        /// The taps at distances -(2 * side - 1), ..., -1, 1, ..., 2 * side - 1.
         let odd: [Float]
         let side: Int
-        let pad: Int
         /// An output waits until the input `half` samples past it has arrived, as on the general
         /// path, so both paths give the same output at the same time.
         let half: Int
@@ -397,8 +396,7 @@ extension Resampler {
                     return nil
                 }
             }
-            pad = (8 - odd.count % 8) % 8
-            self.odd = [Float](repeating: 0, count: pad) + odd
+            self.odd = odd
             self.side = side
             self.half = half
             center = row[centerIndex]
@@ -411,9 +409,9 @@ extension Resampler {
         mutating func reset() {
             evens.removeAll(keepingCapacity: true)
             odds.removeAll(keepingCapacity: true)
-            odds.append(contentsOf: repeatElement(0, count: side + pad))
+            odds.append(contentsOf: repeatElement(0, count: side))
             evenStart = 0
-            oddStart = -(side + pad)
+            oddStart = -side
             received = 0
             next = 0
         }
@@ -493,7 +491,7 @@ extension Resampler {
                 evens.removeFirst(evensDone)
                 evenStart += evensDone
             }
-            let oddsDone = min(next - side - pad - oddStart, odds.count)
+            let oddsDone = min(next - side - oddStart, odds.count)
             if oddsDone > 0 {
                 odds.removeFirst(oddsDone)
                 oddStart += oddsDone
@@ -507,19 +505,18 @@ extension Resampler {
         /// vector multiply-adds per tap (each lane an output), and need no sum across lanes.
         private func filter(into out: UnsafeMutableBufferPointer<Int16>) {
             let taps = odd.count
-            let pad = self.pad
             let center = self.center
             odd.withUnsafeBufferPointer { coeffs in
                 odds.withUnsafeBufferPointer { odds in
                     evens.withUnsafeBufferPointer { evens in
-                        let first = odds.baseAddress! + (next - side - pad - oddStart)
+                        let first = odds.baseAddress! + (next - side - oddStart)
                         let centers = evens.baseAddress! + (next - evenStart)
                         var n = 0
                         while n &+ 16 <= out.count {
                             let x = first + n
                             var low = center * Resampler.load(centers + n)
                             var high = center * Resampler.load(centers + n + 8)
-                            var k = pad
+                            var k = 0
                             while k < taps {
                                 let c = SIMD8(repeating: coeffs[k])
                                 low += c * Resampler.load(x + k)
@@ -534,7 +531,7 @@ extension Resampler {
                         // input gives the same output, to the bit.
                         while n < out.count {
                             var sum = center * centers[n]
-                            for k in pad..<taps { sum += coeffs[k] * first[n + k] }
+                            for k in 0..<taps { sum += coeffs[k] * first[n + k] }
                             out[n] = Resampler.pcm16(sum)
                             n &+= 1
                         }
