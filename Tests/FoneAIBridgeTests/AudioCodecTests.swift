@@ -43,7 +43,7 @@ func decodeInbound(_ payload: [UInt8], _ format: InboundAudioFormat, swap16: Boo
         #expect(back == samples)
     }
 
-    /// Every length up to three words, so each tail after the eight-byte steps is covered.
+    /// Every length up to 41 bytes: no, one and two sixteen-byte steps, each with every tail.
     @Test func swapMatchesAByteByByteSwapAtEveryLength() {
         let bytes = (0..<41).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
         for length in 0...bytes.count {

@@ -19,20 +19,14 @@ public enum InboundDecoder {
                 return
             }
             out.writeWithUnsafeMutableBytes(minimumWritableBytes: byteCount) { dst in
-                // Eight samples at a time (vector shifts), then four: a byte at a time cost 2,300
-                // instructions per 20 ms of slin16, a fifth of what the caller's packet costs on
-                // its way to the AI.
+                // Eight samples at a time (vector shifts): a byte at a time cost 2,300 instructions
+                // per 20 ms of slin16, a fifth of what the caller's packet costs on its way to the
+                // AI. Asterisk's 20 ms frames (320 or 640 bytes) leave no tail.
                 var i = 0
                 while i &+ 16 <= byteCount {
                     let samples = payload.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt16>.self)
                     dst.storeBytes(of: samples &<< 8 | samples &>> 8, toByteOffset: i, as: SIMD8<UInt16>.self)
                     i &+= 16
-                }
-                let evenBytes: UInt64 = 0x00FF_00FF_00FF_00FF
-                while i + 8 <= byteCount {
-                    let word = payload.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                    dst.storeBytes(of: (word & evenBytes) << 8 | (word >> 8) & evenBytes, toByteOffset: i, as: UInt64.self)
-                    i += 8
                 }
                 while i < byteCount {
                     dst[i] = payload[i + 1]
