@@ -287,6 +287,11 @@ public struct Resampler: Sendable {
         return y >= 32767 ? Int16.max : (y <= -32768 ? Int16.min : Int16(y))
     }
 
+    /// 1.5 · 2^23. Floats from 2^23 to 2^24 have no fraction bits, so adding this rounds to an
+    /// integer, and for magnitudes under 2^22 the sum's low mantissa bits hold that integer in
+    /// two's complement: conversions both ways without a per-lane integer instruction.
+    static let integerBias: Float = 12_582_912
+
     /// `pcm16` for eight samples at once, stored to `destination` (alignment not needed).
     ///
     /// Clips with masked replaces, which compile to vector blends. Truncates without converting
@@ -298,15 +303,14 @@ public struct Resampler: Sendable {
         y.replace(with: sums - 0.5, where: sums .< 0)
         y.replace(with: 32767, where: y .> 32767)
         y.replace(with: -32768, where: y .< -32768)
-        // Adding 1.5 · 2^23 leaves no fraction bits: the sum is y rounded to the nearest integer,
-        // whose two's complement sits in the low mantissa bits. Stepping back where that rounded
-        // away from zero gives y truncated, as `Int16(y)` would.
-        let magic = SIMD8<Float>(repeating: 12_582_912)
-        let nearest = (y + magic) - magic
+        // Rounded to the nearest integer by the bias; stepping back where that went away from
+        // zero gives y truncated, as `Int16(y)` would.
+        let bias = SIMD8<Float>(repeating: integerBias)
+        let nearest = (y + bias) - bias
         var truncated = nearest
         truncated.replace(with: nearest - 1, where: (nearest .> y) .& (y .>= 0))
         truncated.replace(with: nearest + 1, where: (nearest .< y) .& (y .< 0))
-        let bits = unsafeBitCast(truncated + magic, to: SIMD8<UInt32>.self)
+        let bits = unsafeBitCast(truncated + bias, to: SIMD8<UInt32>.self)
         UnsafeMutableRawPointer(destination).storeBytes(of: SIMD8<Int16>(truncatingIfNeeded: bits), as: SIMD8<Int16>.self)
     }
 
@@ -465,10 +469,12 @@ extension Resampler {
             append(count: rest.count / 2) { PCM16.sampleLE(rest, at: 2 &* $0) }
         }
 
-        /// Exact for 16-bit values: 1.5 · 2^23 plus the value, as float bits, is that float.
+        /// Exact for 16-bit values: the sample added to the bias's bits is the biased sample's float
+        /// (see `integerBias`).
         @inline(__always)
         static func float(_ samples: SIMD8<Int32>) -> SIMD8<Float> {
-            unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: samples) &+ 0x4B40_0000, to: SIMD8<Float>.self) - 12_582_912
+            let biased = SIMD8<UInt32>(truncatingIfNeeded: samples) &+ Resampler.integerBias.bitPattern
+            return unsafeBitCast(biased, to: SIMD8<Float>.self) - Resampler.integerBias
         }
 
         /// Appends every output whose input has arrived and that lies before input position `limit`.
