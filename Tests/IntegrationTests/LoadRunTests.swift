@@ -3,8 +3,9 @@ import Foundation
 import Testing
 
 /// `foneai-sim load` end to end (the harness behind `make bench`), small: the real daemon, the
-/// shared RTP socket, the echoing AI server and the analysis. Timing is not judged here (that is
-/// what `make bench` reports); losing a packet, a call or a counter's agreement is.
+/// fake Asterisk with a socket per external channel, the echoing AI server and the analysis.
+/// Timing is not judged here (that is what `make bench` reports); losing a packet, a call or a
+/// counter's agreement is.
 @Suite(.serialized)
 struct LoadRunTests {
     @Test func everyPacketOfEveryCallCrossesTheBridgeBothWays() async throws {
