@@ -227,18 +227,21 @@ final class ExternalMedia: Sendable {
     }
 
     /// When the kernel queued the datagram just read on this socket, on the monotonic clock: what
-    /// Asterisk would see, however long this process took to get to it. Falls back to now.
-    private func arrivalNanos() -> UInt64 {
+    /// Asterisk would see, however long this process took to get to it; and how long ago that was
+    /// (nil when the kernel gave no time and the arrival is now).
+    private func arrivalNanos() -> (arrival: UInt64, readDelay: UInt32?) {
         var realtime: Int64 = 0
+        let now = simMonotonicNanos()
         guard sim_socket_last_receive_time(descriptor, &realtime) == 0, realtime > SimClock.realtimeMinusMonotonic else {
-            return simMonotonicNanos()
+            return (now, nil)
         }
-        return UInt64(realtime - SimClock.realtimeMinusMonotonic)
+        let arrival = UInt64(realtime - SimClock.realtimeMinusMonotonic)
+        return (arrival, UInt32(clamping: now > arrival ? now - arrival : 0))
     }
 
     /// Handles one datagram received on this channel's socket (event loop thread).
     func receive(from source: SocketAddress, buffer: ByteBuffer) {
-        let arrival = arrivalNanos()
+        let (arrival, readDelay) = arrivalNanos()
         counters.rtpPacketsReceived.increment()
         guard let (header, payload) = RTPHeader.parse(buffer) else {
             counters.malformedRTPPackets.increment()
@@ -304,7 +307,8 @@ final class ExternalMedia: Sendable {
             samples: samples,
             packet: SimHeardPacket(
                 arrivalNanos: arrival, sequenceNumber: header.sequenceNumber, timestamp: header.timestamp,
-                ssrc: header.ssrc, payloadType: pt, payloadBytes: payload.readableBytes, marker: header.marker))
+                ssrc: header.ssrc, payloadType: pt, payloadBytes: payload.readableBytes, marker: header.marker,
+                readDelayNanos: readDelay))
     }
 }
 

@@ -102,6 +102,9 @@ public struct SimHeardPacket: Sendable {
     public var payloadType: UInt8
     public var payloadBytes: Int
     public var marker: Bool
+    /// How long after the kernel queued it this process read it (its own event loop's delay);
+    /// nil when the socket gave no kernel receive time.
+    public var readDelayNanos: UInt32? = nil
 }
 
 /// What a caller heard, and at which rate.

@@ -21,6 +21,11 @@ struct LoadRunTests {
         #expect(result.toCaller.framesInWindow > 6 * 50, "\(result.toCaller.framesInWindow) AI frames measured")
         #expect(result.toCaller.lost == 0 && result.toCaller.duplicates == 0)
         #expect(result.simulator.sendErrors ?? 0 == 0)
+        // Each packet heard in the window came with the kernel's receive time, so the simulator's
+        // own read delay is known for each of them.
+        let readDelay = try #require(result.simulator.readDelayMs)
+        #expect(readDelay.count > 6 * 50 && readDelay.count <= result.toCaller.packetsHeard,
+                "\(readDelay.count) read delays for \(result.toCaller.packetsHeard) packets heard")
         for check in result.agreement {
             #expect(check.agree, "\(check.name): daemon \(check.daemon), simulator \(check.simulator)")
         }

@@ -32,6 +32,8 @@ struct LoadCallAnalysis {
     var intervalsMs: [Double] = []
     var talkspurtStarts = 0
     var simSendIntervalsMs: [Double] = []
+    /// Kernel arrival → the simulator's read, of each packet heard in the window.
+    var simReadDelaysMs: [Double] = []
 
     var heardAudioInWindow = 0
     /// The first places where a sequence does not advance by one (diagnosis).
@@ -154,6 +156,9 @@ struct LoadCallAnalysis {
                 }
                 intervalsMs.append(ms(heard[m].arrivalNanos, heard[m - 1].arrivalNanos))
             }
+        }
+        for packet in heard where inWindow(packet.arrivalNanos) {
+            if let delay = packet.readDelayNanos { simReadDelaysMs.append(Double(delay) / 1e6) }
         }
         if sent.count > 1 {
             for n in 1..<sent.count where inWindow(sent[n - 1]) && inWindow(sent[n]) {

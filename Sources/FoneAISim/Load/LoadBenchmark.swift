@@ -258,7 +258,7 @@ public enum LoadBenchmark {
         let edge = UInt64(o.edgeSeconds * 1e9)
 
         var toAILatency: [Double] = [], toCallerLatency: [Double] = [], aboveFloor: [Double] = [], floors: [Double] = []
-        var intervals: [Double] = [], simIntervals: [Double] = []
+        var intervals: [Double] = [], simIntervals: [Double] = [], simReadDelays: [Double] = []
         var bridgedMs: [Double] = [], firstAudioMs: [Double] = []
         var toAIInWindow = 0, toAILost = 0, toAIDup = 0, toAIUnid = 0
         var toCallerInWindow = 0, toCallerLost = 0, toCallerDup = 0, heardTotal = 0, silent = 0, misaligned = 0, unreadable = 0
@@ -332,6 +332,7 @@ public enum LoadBenchmark {
             unreadable += a.unreadablePackets
             intervals.append(contentsOf: a.intervalsMs)
             simIntervals.append(contentsOf: a.simSendIntervalsMs)
+            simReadDelays.append(contentsOf: a.simReadDelaysMs)
             talkspurts += a.talkspurtStarts
             renumbered += a.renumbered
 
@@ -413,7 +414,7 @@ public enum LoadBenchmark {
                           involuntarySwitchesPerSecond: Double(switches.involuntary) / windowSeconds),
             simulator: .init(cores: (simCPUEnd - simCPUStart) / windowSeconds, lateSends: lateEnd - lateStart,
                              rtpSent: simCounters.rtpPacketsSent, rtpReceived: simCounters.rtpPacketsReceived,
-                             sendErrors: simCounters.rtpSendErrors,
+                             sendErrors: simCounters.rtpSendErrors, readDelayMs: .of(&simReadDelays),
                              threadLoad: LoadProc.threadLoad(simThreadsStart, simThreadsEnd, seconds: windowSeconds)),
             timeline: (0..<seconds).compactMap { sec -> LoadResult.Second? in
                 guard !perSecondIn[sec].isEmpty || !perSecondOut[sec].isEmpty else { return nil }

@@ -75,6 +75,10 @@ public enum LoadReport {
         s += "- *pacing*: interval between consecutive RTP packets arriving at the simulated caller, excluding talkspurt starts (marker bit). For comparison, the simulator's own send intervals over the same windows: "
         s += runs.map { "\(named($0)) p1 \(f($0.pacing.simulatorSendIntervalMs.p1, 2)) / p99 \(f($0.pacing.simulatorSendIntervalMs.p99, 2)) ms" }.joined(separator: ", ") + ".\n"
         s += "- *RTP in→AI*: simulator send time of each RTP packet → AI server receive time of the frame carrying it. *AI→RTP out*: AI server send time of each echoed frame → simulator receive time of the RTP packet carrying it. *Above call floor*: the same minus the call's own lowest value (what varies from packet to packet; the floor is where the call's 20 ms slot grid sits relative to the AI's frames, plus the resampler's ~2 ms filter delay).\n"
+        let readDelays = runs.compactMap { r in r.simulator.readDelayMs.map { "\(named(r)) p50 \(f($0.p50, 2)) / p99 \(f($0.p99, 2)) ms" } }
+        if !readDelays.isEmpty {
+            s += "- *The simulator's own read delay*: how long after the kernel queued an RTP packet for a simulated caller the simulator's event loop read it. The AI server's receive times (the end of *RTP in→AI*) are taken on the same loop, so that column includes a delay of this kind, not subtracted: " + readDelays.joined(separator: ", ") + ".\n"
+        }
         s += "- *setup*: the caller's StasisStart → caller and external media channel bridged (RTP starts flowing). StasisStart → first caller audio at the AI server: "
         s += runs.map { "\(named($0)) p50 \(f($0.setup.firstAudioAtAIMs.p50, 1)) / p99 \(f($0.setup.firstAudioAtAIMs.p99, 1)) ms" }.joined(separator: ", ") + ".\n"
         s += "- *RSS per call*: (VmRSS with all calls up − VmRSS of the idle daemon) / calls. Idle RSS: "

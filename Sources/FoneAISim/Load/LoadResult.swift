@@ -161,6 +161,10 @@ public struct LoadResult: Codable, Sendable {
         public var rtpReceived: Int
         /// RTP sends the simulator's kernel refused (nil in results from before it was counted).
         public var sendErrors: Int?
+        /// How long after the kernel queued each RTP packet heard in the window the simulator's
+        /// event loop read it. The AI server's receive times (the end of RTP in → AI) are taken
+        /// on the same loop, so they include a delay of this kind; nil in older results.
+        public var readDelayMs: Percentiles?
         /// Busiest threads of the simulator process in the window.
         public var threadLoad: [ThreadLoad]
     }
@@ -292,6 +296,9 @@ extension LoadResult {
         row("daemon stop (SIGTERM)", "exit \(daemon.exitStatus.map(String.init) ?? "killed") after \(f(daemon.stopSeconds, 2)) s")
         row("  busiest daemon threads", daemon.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
         row("simulator CPU", "\(f(simulator.cores * 100, 1)) % of one core; late send ticks \(simulator.lateSends); refused sends \(simulator.sendErrors.map(String.init) ?? "not counted")")
+        if let delay = simulator.readDelayMs {
+            row("  its own read delay", "p50 \(f(delay.p50, 2)) p99 \(f(delay.p99, 2)) max \(f(delay.max, 2)) ms (kernel arrival → its event loop; RTP in → AI includes such a delay)")
+        }
         row("  busiest simulator threads", simulator.threadLoad.prefix(4).map { "\($0.thread) \(f($0.cores * 100, 0)) %" }.joined(separator: ", "))
         lines.append("")
         lines.append("daemon counters vs simulator:")
