@@ -43,6 +43,17 @@ import Testing
         #expect(late == (1046, 1046))
     }
 
+    @Test func theFrameAfterALateOneWaitsNoLongerThanCatchUpSpacing() {
+        // The late frame went out at 1016 (8 ms after its nominal arrival at 1000), so the grid's
+        // next slot is 1056. Its successor arrived on time at 1040: it plays 18.5 ms after the
+        // late one, 1.5 ms sooner than that slot, instead of waiting 8 ms.
+        #expect(P.slotAfterLateFrame(arrivedAt: 1040, lateSentAt: 1016) == 1016 + 37)
+        // It arrived late too, but less: a hold after it arrived, still before the grid's slot.
+        #expect(P.slotAfterLateFrame(arrivedAt: 1050, lateSentAt: 1016) == 1050 + P.holdTicks)
+        // The AI's timing moved by the late frame's lateness: not sooner than the grid's slot.
+        #expect(P.slotAfterLateFrame(arrivedAt: 1056, lateSentAt: 1016) >= 1056)
+    }
+
     @Test func hurriedWholeFramesComeHalfAFrameApart() {
         let hurried = P.nextSlot(sentAt: 1000, due: 1000, waited: false, hurry: true, live: false, audioArrivedAt: 900)
         #expect(hurried == (1020, 1020))

@@ -104,6 +104,8 @@ public final class PlayoutQueue: Sendable {
         }
     }
 
+    /// A whole frame is queued for the next slot.
+    public var hasWholeFrame: Bool { state.withLock { $0.playout.depthSamples >= $0.frame.count } }
     /// Nothing queued or owed: the caller has heard everything the AI sent.
     public var isIdle: Bool { state.withLock { $0.playout.depthSamples == 0 && $0.silentTail == 0 } }
     public var depthMs: Int { state.withLock { $0.playout.depthSamples * 1000 / outputRate } }

@@ -9,8 +9,9 @@ import NIOCore
 /// moves towards the hold: 0.5 ms a frame while it is close, 1.5 ms a frame (18.5 ms spacing) once
 /// frames wait 1 ms too long, 3.5 ms a frame once they wait 4 ms too long (the AI's audio bunched
 /// up after a hiccup upstream). A frame that misses its slot goes out as it arrives and the grid
-/// restarts there. Audio already queued (the AI sent ahead, or a backlog) plays on the grid,
-/// exactly 20 ms apart.
+/// restarts there; if the next frame then comes on time, it plays a hold after it arrives, but no
+/// sooner than 18.5 ms after the late one. Audio already queued (the AI sent ahead, or a backlog)
+/// plays on the grid, exactly 20 ms apart.
 ///
 /// Calls wait in a timing wheel of 0.5 ms buckets; one timer wakes the loop for the next
 /// non-empty bucket, every packet due is written, and one flush hands them all to the kernel in a
@@ -65,6 +66,9 @@ final class RTPPacer {
         /// The current slot's frame was not yet queued when the previous packet went out: it is
         /// live audio, and its wait tells where the grid stands against the AI's timing.
         var live = true
+        /// The previous packet's frame arrived after its slot and went out at this tick, so the
+        /// grid restarted there (see `audioArrived`).
+        var lateSentAt: Int64?
         /// The last packet's buffer, reused once the kernel has it (NIO then lets go of it).
         var packet: ByteBuffer
 
@@ -102,11 +106,24 @@ final class RTPPacer {
     }
 
     /// AI audio arrived for the call: a slot that opened and waits for it plays it now, rather
-    /// than at the next tick.
+    /// than at the next tick. After a late frame, the next frame may come sooner than the
+    /// restarted grid expects (the late one was a hiccup, not a shift of the AI's timing): it
+    /// then plays `holdTicks` after it arrived, but no sooner than catch-up spacing (18.5 ms)
+    /// after the late one, instead of waiting as long as the late one was late.
     func audioArrived(_ media: CallMedia) {
-        guard let call = calls[ObjectIdentifier(media)], call.waited, call.bucket != nil else { return }
-        // Its entry in the wheel goes stale (see `timerFired`).
-        if run(call, at: Self.now()) { flushSoon() }
+        guard let call = calls[ObjectIdentifier(media)], call.bucket != nil else { return }
+        // Either way the call's entry in the wheel goes stale (see `timerFired`).
+        if call.waited {
+            if run(call, at: Self.now()) { flushSoon() }
+        } else if let lateSentAt = call.lateSentAt, media.playout.hasWholeFrame {
+            call.lateSentAt = nil
+            let sooner = Self.slotAfterLateFrame(arrivedAt: Self.now(), lateSentAt: lateSentAt)
+            guard sooner < call.due else { return }
+            call.due = sooner
+            schedule(call, at: sooner)
+        } else {
+            return
+        }
         armTimer()
     }
 
@@ -143,6 +160,8 @@ final class RTPPacer {
     /// Returns whether a packet was written.
     private func run(_ call: PacedCall, at now: Int64) -> Bool {
         call.bucket = nil
+        let wasLate = call.waited
+        call.lateSentAt = nil
         guard !call.stopped else { return false }
         if now - call.due >= 2 * Self.frameTicks {
             // The loop stalled: skip the missed slots rather than send them all at once (Asterisk
@@ -159,6 +178,7 @@ final class RTPPacer {
             call.due = next.due
             call.waited = false
             call.live = !nextFrameQueued
+            if wasLate && !hurry && !nextFrameQueued { call.lateSentAt = now }
             schedule(call, at: next.opens)
             return true
         case .wait:
@@ -192,6 +212,14 @@ final class RTPPacer {
             next = due + frameTicks
         }
         return (next, max(next, now + 1))
+    }
+
+    /// When a frame that arrived at tick `now` plays, if the previous frame arrived after its slot
+    /// and went out at `lateSentAt`: a hold after its arrival, but no sooner than catch-up spacing
+    /// after the late one. Later than the restarted grid's slot (`lateSentAt + frameTicks`) means
+    /// the AI's timing moved, and that slot stands.
+    static func slotAfterLateFrame(arrivedAt now: Int64, lateSentAt: Int64) -> Int64 {
+        max(now + holdTicks, lateSentAt + frameTicks - catchUpTicks)
     }
 
     /// How much sooner the next slot comes after a live frame that waited `waitBeyondHold` ticks
