@@ -142,7 +142,8 @@ final class AIWebSocketHandler: ChannelInboundHandler {
         guard context.channel.isWritable else { return false }
         if let message = dialect.encodeCallerAudio(pcm) {
             write(message)
-            context.flush()
+            // From below the handlers that only read: the encoder holds nothing back.
+            (encoderContext ?? context).flush()
         }
         return true
     }

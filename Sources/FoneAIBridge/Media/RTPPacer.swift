@@ -39,7 +39,8 @@ final class RTPPacer {
     /// Buckets in the wheel: a power of two above the farthest anything is scheduled ahead (one slot).
     static let wheelSize = 64
 
-    private let channel: any Channel
+    /// The RTP socket's handler: packets written through it are wrapped without generic casts.
+    private let output: ChannelHandlerContext
     private var wheel: [[PacedCall]]
     /// Swapped with the bucket being run, so running a bucket allocates nothing.
     private var spare: [PacedCall] = []
@@ -78,8 +79,8 @@ final class RTPPacer {
         }
     }
 
-    init(channel: any Channel) {
-        self.channel = channel
+    init(output: ChannelHandlerContext) {
+        self.output = output
         wheel = Array(repeating: [], count: Self.wheelSize)
         ranThrough = Self.now()
     }
@@ -93,7 +94,7 @@ final class RTPPacer {
     func start(_ media: CallMedia) {
         let key = ObjectIdentifier(media)
         guard calls[key] == nil, !media.isStopped else { return }
-        let call = PacedCall(media: media, allocator: channel.allocator)
+        let call = PacedCall(media: media, allocator: output.channel.allocator)
         call.due = Self.now()
         calls[key] = call
         kick(call)
@@ -132,9 +133,9 @@ final class RTPPacer {
     private func flushSoon() {
         guard !flushPending else { return }
         flushPending = true
-        channel.eventLoop.assumeIsolated().execute { [self] in
+        output.eventLoop.assumeIsolated().execute { [self] in
             flushPending = false
-            channel.flush()
+            output.flush()
         }
     }
 
@@ -171,7 +172,7 @@ final class RTPPacer {
             call.media.skipSlots(Int(missed))
             call.due += missed * Self.frameTicks
         }
-        switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, channel: channel) {
+        switch call.media.playSlot(late: now >= call.due + Self.graceTicks, into: &call.packet, output: output) {
         case .sent(_, let hurry, let nextFrameQueued):
             let next = Self.nextSlot(sentAt: now, due: call.due, waited: call.waited, hurry: hurry,
                                      live: call.live, audioArrivedAt: call.media.lastAudioArrival)
@@ -264,7 +265,7 @@ final class RTPPacer {
             }
             ranThrough = now
         }
-        if wrote { channel.flush() }
+        if wrote { output.flush() }
         armTimer()
     }
 
@@ -282,7 +283,7 @@ final class RTPPacer {
         }
         if let timer, timer.tick <= next { return }
         timer?.task.cancel()
-        let task = channel.eventLoop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * Self.tickNanos)) { [self] in
+        let task = output.eventLoop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(UInt64(next) * Self.tickNanos)) { [self] in
             timerFired()
         }
         timer = (next, task)

@@ -53,7 +53,9 @@ public final class RTPSocket: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        let pacer = try await loop.submit { NIOLoopBound(RTPPacer(channel: channel), eventLoop: loop) }.get()
+        let pacer = try await loop.submit {
+            NIOLoopBound(RTPPacer(output: try channel.pipeline.syncOperations.context(handler: handler.value)), eventLoop: loop)
+        }.get()
         return RTPSocket(channel: channel, demux: handler, pacer: pacer)
     }
 
