@@ -13,22 +13,27 @@ enum MaskedBinaryFrame {
     /// `mask`'s bytes in memory order (little-endian) are the frame's masking key.
     static func write(payload: ByteBuffer, mask: UInt32, into frame: inout ByteBuffer) {
         let length = payload.readableBytes
-        frame.clear(minimumCapacity: 14 + length)
-        frame.writeInteger(UInt8(0x82))  // FIN, binary
-        if length < 126 {
-            frame.writeInteger(UInt8(0x80 | length))
-        } else if length <= 0xFFFF {
-            frame.writeInteger(UInt8(0x80 | 126))
-            frame.writeInteger(UInt16(length))
-        } else {
-            frame.writeInteger(UInt8(0x80 | 127))
-            frame.writeInteger(UInt64(length))
-        }
-        frame.writeInteger(mask, endianness: .little)
+        let lengthBytes = length < 126 ? 0 : length <= 0xFFFF ? 2 : 8
+        let headerBytes = 2 + lengthBytes + 4
+        frame.clear(minimumCapacity: headerBytes + length)
+        // Header, key and payload in one write: a `writeInteger` for each header field cost
+        // more than masking the payload.
         payload.withUnsafeReadableBytes { source in
-            frame.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
-                copyMasked(source, to: target, mask: mask)
-                return length
+            frame.writeWithUnsafeMutableBytes(minimumWritableBytes: headerBytes + length) { target in
+                target[0] = 0x82  // FIN, binary
+                switch lengthBytes {
+                case 0:
+                    target[1] = 0x80 | UInt8(length)
+                case 2:
+                    target[1] = 0x80 | 126
+                    target.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 2, as: UInt16.self)
+                default:
+                    target[1] = 0x80 | 127
+                    target.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 2, as: UInt64.self)
+                }
+                target.storeBytes(of: mask.littleEndian, toByteOffset: 2 + lengthBytes, as: UInt32.self)
+                copyMasked(source, to: UnsafeMutableRawBufferPointer(rebasing: target[headerBytes...]), mask: mask)
+                return headerBytes + length
             }
         }
     }

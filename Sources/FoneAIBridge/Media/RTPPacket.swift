@@ -122,11 +122,15 @@ public enum RTPPacket {
     @inlinable
     public static func writeHeader(payloadType: UInt8, marker: Bool = false, sequence: UInt16, timestamp: UInt32,
                                    ssrc: UInt32, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(0x80))
-        buffer.writeInteger((marker ? UInt8(0x80) : 0) | (payloadType & 0x7F))
-        buffer.writeInteger(sequence)
-        buffer.writeInteger(timestamp)
-        buffer.writeInteger(ssrc)
+        // One write, not five: each `writeInteger` checks capacity and uniqueness on its own.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 12) { header in
+            header[0] = 0x80
+            header[1] = (marker ? 0x80 : 0) | (payloadType & 0x7F)
+            header.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
+            header.storeBytes(of: timestamp.bigEndian, toByteOffset: 4, as: UInt32.self)
+            header.storeBytes(of: ssrc.bigEndian, toByteOffset: 8, as: UInt32.self)
+            return 12
+        }
     }
 }
 
