@@ -56,6 +56,7 @@ public actor BridgeDaemon: Service {
             throw DaemonError.cannotBindRTP(config.rtpServer.hostAndPort, "\(error)")
         }
         self.rtp = rtp
+        await applyRealtimePriority(config.media.realtimePriority, rtp: rtp)
         let registry = CallRegistry(environment: makeEnvironment(http: http, rtp: rtp), maxCalls: config.calls.maxCalls)
         self.registry = registry
 
@@ -208,6 +209,18 @@ public actor BridgeDaemon: Service {
 
     // MARK: Reload
 
+    private func applyRealtimePriority(_ priority: Int, rtp: RTPSocket) async {
+        guard priority > 0 else { return }
+        if let failure = await rtp.setRealtimePriority(priority) {
+            logger.warning("The media thread keeps normal scheduling: real-time priority was refused", metadata: [
+                "priority": "\(priority)", "error": "\(failure)",
+                "fix": "allow it (LimitRTPRIO=\(priority) in the unit, or CAP_SYS_NICE) or set media.realtimePriority to 0",
+            ])
+        } else {
+            logger.info("The media thread runs at real-time priority", metadata: ["policy": "SCHED_RR", "priority": "\(priority)"])
+        }
+    }
+
     /// SIGHUP or `foneaictl reload`: a bad config is rejected and the old one stays in force.
     public func reload() async -> ReloadInfo {
         notifier.reloading()
@@ -235,6 +248,7 @@ public actor BridgeDaemon: Service {
         logLevel.level = new.log.logLevel
         if new.rtpServer != old.rtpServer { notes.append("rtpServer changes need a restart") }
         if new.control != old.control { notes.append("control.socketPath changes need a restart") }
+        if new.media.realtimePriority != old.media.realtimePriority { notes.append("media.realtimePriority changes need a restart") }
         if let http, let rtp {
             Task { [registry, environment = makeEnvironment(http: http, rtp: rtp), maxCalls = new.calls.maxCalls] in
                 await registry?.update(environment: environment, maxCalls: maxCalls)

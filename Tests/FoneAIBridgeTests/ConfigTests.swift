@@ -211,6 +211,8 @@ func configErrors(_ object: [String: JSONValue]) -> [ConfigError] { configErrors
         ("ari", "reconnectMaxSeconds", JSONValue.number(0), "must be 0.1–3600, got 0"),
         ("calls", "maxCalls", JSONValue.number(0), "must be 1–100000, got 0"),
         ("calls", "drainTimeoutSeconds", JSONValue.number(-1), "must be 0–86400, got -1"),
+        ("media", "realtimePriority", JSONValue.number(100), "must be 0–99, got 100"),
+        ("media", "realtimePriority", JSONValue.number(-1), "must be 0–99, got -1"),
     ])
     func outOfRangeIsNamed(_ section: String, _ key: String, _ value: JSONValue, _ problem: String) {
         #expect(configErrors(baseConfig().with(section, key, value)) == [ConfigError(field: "\(section).\(key)", problem: problem)])
@@ -236,6 +238,13 @@ func configErrors(_ object: [String: JSONValue]) -> [ConfigError] { configErrors
         #expect(errors.contains(ConfigError(field: "ai.protocol", problem: "unknown protocol \"sip\"; supported: native, twilio")))
         #expect(errors.contains(ConfigError(field: "media.transport", problem: "unknown transport \"carrier-pigeon\"; supported: rtp, websocket")))
         #expect(errors.count == 5)
+    }
+
+    @Test func realtimePriorityIsOffUnlessSet() throws {
+        #expect(try ConfigLoader.parse(baseConfig().text).config.media.realtimePriority == 0)
+        let set = try ConfigLoader.parse(baseConfig().with("media", "realtimePriority", .number(10)).text)
+        #expect(set.config.media.realtimePriority == 10)
+        #expect(set.config.redactedDescription.contains("media.realtimePriority = 10"))
     }
 
     @Test(arguments: [11, 10, 0, 8])

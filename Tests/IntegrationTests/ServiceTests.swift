@@ -150,6 +150,50 @@ import Testing
 
 /// Admission limits and live reconfiguration.
 @Suite(.serialized) struct AdmissionAndReloadTests {
+    /// `media.realtimePriority` puts the thread that carries the media under SCHED_RR, and no other
+    /// thread; where the kernel refuses (no CAP_SYS_NICE or RLIMIT_RTPRIO), the daemon says so in
+    /// its log and runs as before. Calls flow either way.
+    @Test func realtimePriorityAppliesToTheMediaThreadOnly() async throws {
+        let ai = try await AITestServer.start(mode: .echo)
+        let harness = try await Harness.start(aiURL: ai.url, extra: ["media": ["realtimePriority": 7]])
+        let pid = harness.daemon.process.processIdentifier
+        let call = await harness.asterisk.placeCall(.dialplan(audio: .tone(hz: 440, seconds: 30)))
+        _ = await ai.waitForSessions(1)
+        let realtime = Self.realtimeThreads(pid: pid)
+        if geteuid() == 0 {
+            #expect(await harness.daemon.waitForLog("The media thread runs at real-time priority"))
+            // Policy 2 is SCHED_RR.
+            #expect(realtime.map(\.policy) == [2] && realtime.map(\.priority) == [7], "threads under real-time scheduling: \(realtime)")
+        } else {
+            #expect(await harness.daemon.waitForLog("The media thread keeps normal scheduling"))
+            #expect(realtime.isEmpty)
+        }
+        var heard = 0
+        for _ in 0..<50 where heard < 8000 {
+            try await Task.sleep(for: .milliseconds(100))
+            heard = await ai.waitForSessions(1).first?.receivedAudio.count ?? 0
+        }
+        #expect(heard >= 8000, "half a second of caller audio reaches the AI")
+        await call.hangup()
+        await harness.expectNothingLeaked()
+        await harness.stop()
+        await ai.stop()
+    }
+
+    /// Threads of `pid` not under normal scheduling: policy and priority from each thread's stat.
+    static func realtimeThreads(pid: Int32) -> [(policy: Int, priority: Int)] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { tid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // Field 3 of stat(5) (the state) comes first after the command: rt_priority is field 40,
+            // policy field 41.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 38, let priority = Int(fields[37]), let policy = Int(fields[38]), policy != 0 else { return nil }
+            return (policy, priority)
+        }
+    }
+
     @Test func callsOverMaxCallsAreContinuedBusy() async throws {
         let ai = try await AITestServer.start(mode: .echo)
         let harness = try await Harness.start(aiURL: ai.url, extra: ["calls": ["maxCalls": 2]])

@@ -208,9 +208,14 @@ public enum MediaTransport: String, Sendable, Equatable, CaseIterable {
 /// `media` section (optional).
 public struct MediaSettings: Sendable, Equatable {
     public var transport: MediaTransport
+    /// SCHED_RR priority of the media event loop's thread (the RTP socket, the pacer and every
+    /// AI WebSocket); 0 keeps normal scheduling. Like Asterisk's `-p`: other work on the media
+    /// thread's CPU, kernel threads included, then waits for it instead of delaying packets.
+    public var realtimePriority: Int
 
-    public init(transport: MediaTransport = .rtp) {
+    public init(transport: MediaTransport = .rtp, realtimePriority: Int = 0) {
         self.transport = transport
+        self.realtimePriority = realtimePriority
     }
 }
 
@@ -291,6 +296,8 @@ extension BridgeConfig: CustomStringConvertible, CustomDebugStringConvertible {
         lines.append("calls.drainTimeoutSeconds = \(calls.drainTimeoutSeconds)")
         lines.append("calls.idPrefix = \(Self.quoted(calls.idPrefix))")
         lines.append("control.socketPath = \(Self.quoted(control.socketPath))")
+        lines.append("media.transport = \(media.transport.rawValue)")
+        lines.append("media.realtimePriority = \(media.realtimePriority)")
         return lines.joined(separator: "\n")
     }
 

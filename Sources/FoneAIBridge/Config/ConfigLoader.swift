@@ -166,7 +166,7 @@ struct ConfigValidator {
         "log": ["logLevel"],
         "calls": ["maxCalls", "drainTimeoutSeconds", "idPrefix"],
         "control": ["socketPath"],
-        "media": ["transport"],
+        "media": ["transport", "realtimePriority"],
     ]
     static let sectionOrder = ["ari", "rtpServer", "asterisk", "ai", "log", "calls", "control", "media"]
     static let requiredFields: [String: [String]] = [
@@ -314,6 +314,7 @@ struct ConfigValidator {
         if transport == nil {
             error("media.transport", "unknown transport \(Self.show(transportName)); supported: rtp, websocket")
         }
+        let realtimePriority = integer(mediaObj, "media", "realtimePriority", default: 0, range: 0...99)
 
         guard errors.isEmpty,
               let transport,
@@ -321,7 +322,7 @@ struct ConfigValidator {
               let rtpHost, let rtpPort, let format, let swap16, let socketType,
               let tsIncrement, let payloadType,
               let serverURL, let connectTimeout, let connectAttempts, let maxBuffered, let playoutOnEnd,
-              let logLevel, let maxCalls, let drainTimeout
+              let logLevel, let maxCalls, let drainTimeout, let realtimePriority
         else { return nil }
 
         return BridgeConfig(
@@ -335,7 +336,7 @@ struct ConfigValidator {
             log: LogSettings(logLevel: logLevel),
             calls: CallSettings(maxCalls: maxCalls, drainTimeoutSeconds: drainTimeout, idPrefix: idPrefix),
             control: ControlSettings(socketPath: socketPath),
-            media: MediaSettings(transport: transport)
+            media: MediaSettings(transport: transport, realtimePriority: realtimePriority)
         )
     }
 
