@@ -36,6 +36,8 @@ struct LoadRunCommand: AsyncParsableCommand {
     var maxBufferedAudioMs: Int?
     @Option(name: .customLong("daemon-cpu"), help: "Run the daemon on this CPU alone (start foneai-sim under taskset to keep the simulator off it).")
     var daemonCPU: Int?
+    @Option(name: .customLong("daemon-realtime-priority"), help: "media.realtimePriority for the daemon: SCHED_RR priority of its media thread (0: normal scheduling).")
+    var daemonRealtimePriority = 0
     @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling). A real-time loop that cannot keep up is throttled by the kernel for 50 ms of every second.")
     var realtimePriority: Int?
     @Option(help: "Seed of the random (Poisson) call arrival times.") var seed: UInt64 = 1
@@ -48,6 +50,7 @@ struct LoadRunCommand: AsyncParsableCommand {
         guard calls > 0 else { throw ValidationError("--calls must be at least 1") }
         guard duration > 2 * edgeSeconds else { throw ValidationError("--duration must be longer than twice --edge-seconds") }
         guard rate > 0 else { throw ValidationError("--rate must be positive") }
+        guard (0...99).contains(daemonRealtimePriority) else { throw ValidationError("--daemon-realtime-priority must be 0–99") }
     }
 
     func run() async throws {
@@ -74,6 +77,7 @@ struct LoadRunCommand: AsyncParsableCommand {
         options.daemonLogLevel = logLevel
         options.keepTemp = keepTemp
         options.daemonCPU = daemonCPU
+        options.daemonRealtimePriority = daemonRealtimePriority
         options.maxBufferedAudioMs = maxBufferedAudioMs
         options.timesPath = timesPath
         options.seed = seed

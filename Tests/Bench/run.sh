@@ -21,8 +21,10 @@
 #   BENCH_REALTIME=0              SCHED_FIFO priority of the simulator's event loop (0: normal
 #                                 scheduling; needs root). Off by default: a real-time loop that
 #                                 cannot keep up is throttled by the kernel for 50 ms of every
-#                                 second (sched_rt_runtime_us), which the run then measures. The
-#                                 daemon always runs at normal priority
+#                                 second (sched_rt_runtime_us), which the run then measures
+#   BENCH_DAEMON_RTPRIO=10        the daemon's media.realtimePriority: its media thread under
+#                                 SCHED_RR, so kernel threads on its CPU wait for it (0: normal
+#                                 scheduling)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -50,6 +52,7 @@ RT_ARGS=()
 if [ "$REALTIME" != 0 ] && command -v chrt >/dev/null && chrt -f "$REALTIME" true 2>/dev/null; then
     RT_ARGS=(--realtime "$REALTIME")
 fi
+DAEMON_RTPRIO="${BENCH_DAEMON_RTPRIO:-10}"
 NICE_CMD=()
 if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null && [ "$(nice -n "$NICE" nice)" = "$NICE" ]; then
     NICE_CMD=(nice -n "$NICE")
@@ -60,7 +63,7 @@ command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 
 mkdir -p "$OUT"
 rm -f "$OUT"/load-*.json "$OUT"/load-*.txt "$OUT"/stalled-*
 
-echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}"
+echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}; daemon media thread: real-time priority $DAEMON_RTPRIO"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # A run whose simulator stalled (its own RTP sends paused; see LoadBenchmark.simulatorStallMs)
@@ -69,7 +72,7 @@ once() {  # once NAME N SEED: one load run, results in $OUT/load-NAME.json
     local name="$1" n="$2" seed="$3"
     echo "=== $n calls, ${SECS} s, ${RATE}/s, seed $seed (load average $(cut -d' ' -f1 /proc/loadavg))"
     if "${PIN_CMD[@]}" "${NICE_CMD[@]}" "$SIM" load --calls "$n" --duration "$SECS" --rate "$RATE" --seed "$seed" --bridge "$BIN/foneai-bridge" \
-        "${PIN_ARGS[@]}" "${RT_ARGS[@]}" --json "$OUT/load-$name.json" | tee "$OUT/load-$name.txt"; then
+        "${PIN_ARGS[@]}" "${RT_ARGS[@]}" --daemon-realtime-priority "$DAEMON_RTPRIO" --json "$OUT/load-$name.json" | tee "$OUT/load-$name.txt"; then
         :
     else
         echo "run with $n calls failed (see above)"
@@ -134,7 +137,7 @@ if [ "$SEARCH" = 1 ]; then
 fi
 
 "$SIM" load report --markdown "$DOCS/benchmarks.md" --json "$DOCS/benchmarks.json" \
-    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_REPEAT=$REPEAT BENCH_PIN=$PIN BENCH_NICE=$NICE BENCH_REALTIME=$REALTIME)" "$OUT"/load-*.json
+    --command "make bench (BENCH_CALLS=\"$CALLS\" BENCH_SECONDS=$SECS BENCH_RATE=$RATE BENCH_REPEAT=$REPEAT BENCH_PIN=$PIN BENCH_NICE=$NICE BENCH_REALTIME=$REALTIME BENCH_DAEMON_RTPRIO=$DAEMON_RTPRIO)" "$OUT"/load-*.json
 
 stalls=$(shopt -s nullglob; for f in "$OUT"/stalled-*.json; do jq -r '"\(.parameters.calls) calls (\(.pacing.simulatorSendIntervalMs.max | floor) ms)"' "$f"; done | paste -sd, - | sed 's/,/, /g')
 if [ -n "$stalls" ]; then

@@ -36,6 +36,8 @@ public struct LoadOptions: Sendable {
     public var keepTemp = false
     /// Run the daemon on this CPU alone (nil: wherever the scheduler puts it).
     public var daemonCPU: Int?
+    /// The daemon's `media.realtimePriority` (0: normal scheduling).
+    public var daemonRealtimePriority = 0
     /// Run the simulator's event loop threads at this SCHED_FIFO priority (nil: normal
     /// scheduling; needs root or CAP_SYS_NICE). The daemon keeps normal scheduling.
     public var realtimePriority: Int?
@@ -109,7 +111,8 @@ public enum LoadBenchmark {
                  "ai":{"serverUrl":"\(ai.url)"\(o.maxBufferedAudioMs.map { ",\"maxBufferedAudioMs\":\($0)" } ?? "")},
                  "log":{"logLevel":"\(o.daemonLogLevel)"},
                  "calls":{"maxCalls":\(maxCalls),"drainTimeoutSeconds":10},
-                 "control":{"socketPath":"\(socket)"}}
+                 "control":{"socketPath":"\(socket)"},
+                 "media":{"realtimePriority":\(o.daemonRealtimePriority)}}
                 """
             }
         } catch {
@@ -202,6 +205,7 @@ public enum LoadBenchmark {
         let daemonThreadsStart = LoadProc.threadCPU(pid: "\(daemon.pid)")
         let switchesStart = LoadProc.contextSwitches(pid: "\(daemon.pid)")
         let daemonNice = LoadProc.nice(pid: daemon.pid) ?? 0
+        let daemonRealtime = LoadProc.highestRealtimePriority(pid: daemon.pid)
         let daemonCPUs = LoadProc.cpusAllowed(pid: String(daemon.pid))
         let simThreadsStart = LoadProc.threadCPU(pid: "self")
         let lateStart = await sim.counters.rtpLateSends
@@ -386,7 +390,8 @@ public enum LoadBenchmark {
             machine: .init(cpuModel: machine.model, cores: machine.cores, memoryMB: (LoadProc.memTotalKB() ?? 0) / 1024,
                            kernel: LoadProc.kernel(), loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, simulatorSharesMachine: true,
                            niceness: daemonNice, daemonCPUs: daemonCPUs, simulatorCPUs: LoadProc.cpusAllowed(pid: "self"),
-                           simulatorRealtimePriority: o.realtimePriority, simulatorNiceness: LoadProc.nice(pid: getpid())),
+                           simulatorRealtimePriority: o.realtimePriority, simulatorNiceness: LoadProc.nice(pid: getpid()),
+                           daemonRealtimePriority: daemonRealtime),
             parameters: .init(calls: o.calls, rate: o.rate, holdSeconds: o.holdSeconds, toneHz: o.toneHz, edgeSeconds: o.edgeSeconds,
                               externalStasisDelayMs: [o.externalStasisDelayMs.lowerBound, o.externalStasisDelayMs.upperBound],
                               bridge: o.bridgePath, daemonLogLevel: o.daemonLogLevel, maxBufferedAudioMs: o.maxBufferedAudioMs,

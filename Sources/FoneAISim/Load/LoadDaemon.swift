@@ -192,6 +192,23 @@ enum LoadProc {
         return fields.count > 16 ? Int(fields[16]) : nil
     }
 
+    /// The highest real-time priority among `pid`'s threads (`rt_priority` in each thread's
+    /// stat; 0 when all run under normal scheduling).
+    static func highestRealtimePriority(pid: pid_t) -> Int {
+        guard let dir = opendir("/proc/\(pid)/task") else { return 0 }
+        defer { closedir(dir) }
+        var highest = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard Int(name) != nil, let text = LoadFiles.read("/proc/\(pid)/task/\(name)/stat"),
+                  let close = text.lastIndex(of: ")") else { continue }
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            // After the command: state is field 3 of stat(5), rt_priority field 40.
+            if fields.count > 37, let priority = Int(fields[37]) { highest = max(highest, priority) }
+        }
+        return highest
+    }
+
     /// CPU seconds per thread of `pid` ("self" for this process), keyed by thread id, with the
     /// thread's name.
     static func threadCPU(pid: String) -> [Int: (name: String, seconds: Double)] {

@@ -42,13 +42,17 @@ public enum LoadReport {
         s += "**Machine:** \(m.cores) cores (\(m.cpuModel)), \(m.memoryMB / 1024) GiB RAM, Linux \(m.kernel). "
         s += "**The simulator shares the machine:** the fake Asterisk (ARI + one UDP socket per call), the AI echo server and the measuring code run in one `foneai-sim` process on the same cores as the daemon, and use about as much CPU as the daemon itself (column *sim CPU*). "
         s += "Load average (1 min) before each run: \(runs.map { "\(named($0)) \(f($0.machine.loadAverageBefore, 2))" }.joined(separator: ", ")); "
-        s += "the daemon ran at nice \(first.machine.niceness). "
+        s += "the daemon ran at nice \(first.machine.niceness)"
+        if let priority = first.machine.daemonRealtimePriority, priority > 0 {
+            s += ", its media thread under SCHED_RR at priority \(priority) (`media.realtimePriority`)"
+        }
+        s += ". "
         if let daemonCPUs = m.daemonCPUs, let simCPUs = m.simulatorCPUs, daemonCPUs != simCPUs {
             s += "CPUs: the daemon ran on CPU \(daemonCPUs) alone and the simulator on CPU \(simCPUs) (`taskset`; the target allows the daemon one core), so neither preempts the other; RTP arrival times at the simulated callers are the kernel's receive time stamps (`SIOCGSTAMPNS`). "
             if let priority = m.simulatorRealtimePriority {
-                s += "The simulator's event loop ran at real-time priority (SCHED_FIFO \(priority)); the daemon ran with normal scheduling, as it would in production."
+                s += "The simulator's event loop ran at real-time priority (SCHED_FIFO \(priority))."
             } else if let simNice = m.simulatorNiceness {
-                s += "Both ran with normal scheduling, the simulator at nice \(simNice) so that other work on its CPU takes only short slices of it (not at real-time priority: a real-time loop that cannot keep up is held off its CPU for 50 ms of every second by the kernel's real-time throttling)."
+                s += "The simulator ran with normal scheduling at nice \(simNice), so that other work on its CPU takes only short slices of it (not at real-time priority: a real-time loop that cannot keep up is held off its CPU for 50 ms of every second by the kernel's real-time throttling)."
             }
         }
         s += "\n\n"

@@ -43,6 +43,9 @@ public struct LoadResult: Codable, Sendable {
         public var simulatorRealtimePriority: Int?
         /// The simulator's nice value (nil: a run from before it was recorded).
         public var simulatorNiceness: Int?
+        /// The highest real-time priority among the daemon's threads while all calls were up
+        /// (0: normal scheduling; nil: a run from before it was recorded).
+        public var daemonRealtimePriority: Int?
     }
 
     public struct Parameters: Codable, Sendable {
