@@ -42,6 +42,7 @@ public actor BridgeDaemon: Service {
     // MARK: Service
 
     public func run() async throws {
+        applyRealtimePriority(config.media.realtimePriority)
         // One AI WebSocket per call, plus ARI and control connections.
         FileDescriptorTable.reserve(2 * config.calls.maxCalls + 256)
         let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
@@ -56,7 +57,6 @@ public actor BridgeDaemon: Service {
             throw DaemonError.cannotBindRTP(config.rtpServer.hostAndPort, "\(error)")
         }
         self.rtp = rtp
-        await applyRealtimePriority(config.media.realtimePriority, rtp: rtp)
         let registry = CallRegistry(environment: makeEnvironment(http: http, rtp: rtp), maxCalls: config.calls.maxCalls)
         self.registry = registry
 
@@ -209,15 +209,15 @@ public actor BridgeDaemon: Service {
 
     // MARK: Reload
 
-    private func applyRealtimePriority(_ priority: Int, rtp: RTPSocket) async {
+    private func applyRealtimePriority(_ priority: Int) {
         guard priority > 0 else { return }
-        if let failure = await rtp.setRealtimePriority(priority) {
-            logger.warning("The media thread keeps normal scheduling: real-time priority was refused", metadata: [
+        if let failure = ThreadPriority.setProcessRealtime(priority) {
+            logger.warning("The daemon keeps normal scheduling: real-time priority was refused", metadata: [
                 "priority": "\(priority)", "error": "\(failure)",
                 "fix": "allow it (LimitRTPRIO=\(priority) in the unit, or CAP_SYS_NICE) or set media.realtimePriority to 0",
             ])
         } else {
-            logger.info("The media thread runs at real-time priority", metadata: ["policy": "SCHED_RR", "priority": "\(priority)"])
+            logger.info("The daemon runs at real-time priority", metadata: ["policy": "SCHED_RR", "priority": "\(priority)"])
         }
     }
 

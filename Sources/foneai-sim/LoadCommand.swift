@@ -36,7 +36,7 @@ struct LoadRunCommand: AsyncParsableCommand {
     var maxBufferedAudioMs: Int?
     @Option(name: .customLong("daemon-cpu"), help: "Run the daemon on this CPU alone (start foneai-sim under taskset to keep the simulator off it).")
     var daemonCPU: Int?
-    @Option(name: .customLong("daemon-realtime-priority"), help: "media.realtimePriority for the daemon: SCHED_RR priority of its media thread (0: normal scheduling).")
+    @Option(name: .customLong("daemon-realtime-priority"), help: "media.realtimePriority for the daemon: SCHED_RR priority of its threads (0: normal scheduling).")
     var daemonRealtimePriority = 0
     @Option(name: .customLong("realtime"), help: "Run the simulator's event loop at this SCHED_FIFO priority (needs root; the daemon keeps normal scheduling). A real-time loop that cannot keep up is throttled by the kernel for 50 ms of every second.")
     var realtimePriority: Int?

@@ -22,7 +22,7 @@
 #                                 scheduling; needs root). Off by default: a real-time loop that
 #                                 cannot keep up is throttled by the kernel for 50 ms of every
 #                                 second (sched_rt_runtime_us), which the run then measures
-#   BENCH_DAEMON_RTPRIO=10        the daemon's media.realtimePriority: its media thread under
+#   BENCH_DAEMON_RTPRIO=10        the daemon's media.realtimePriority: its threads under
 #                                 SCHED_RR, so kernel threads on its CPU wait for it (0: normal
 #                                 scheduling)
 set -euo pipefail
@@ -63,7 +63,7 @@ command -v jq >/dev/null || { echo "run.sh needs jq (apt-get install jq)"; exit 
 mkdir -p "$OUT"
 rm -f "$OUT"/load-*.json "$OUT"/load-*.txt "$OUT"/stalled-*
 
-echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}; daemon media thread: real-time priority $DAEMON_RTPRIO"
+echo "nice: ${NICE_CMD[*]:-none}; pinning: ${PIN_CMD[*]:-none} ${PIN_ARGS[*]:-}; simulator: ${RT_ARGS[*]:-normal scheduling}; daemon: real-time priority $DAEMON_RTPRIO"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # A run whose simulator stalled (its own RTP sends paused; see LoadBenchmark.simulatorStallMs)

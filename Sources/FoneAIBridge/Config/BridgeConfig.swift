@@ -208,9 +208,9 @@ public enum MediaTransport: String, Sendable, Equatable, CaseIterable {
 /// `media` section (optional).
 public struct MediaSettings: Sendable, Equatable {
     public var transport: MediaTransport
-    /// SCHED_RR priority of the media event loop's thread (the RTP socket, the pacer and every
-    /// AI WebSocket); 0 keeps normal scheduling. Like Asterisk's `-p`: other work on the media
-    /// thread's CPU, kernel threads included, then waits for it instead of delaying packets.
+    /// SCHED_RR priority of the daemon's threads; 0 keeps normal scheduling. Like Asterisk's
+    /// `-p`: other work on the media thread's CPU, kernel threads included, then waits for it
+    /// instead of delaying packets.
     public var realtimePriority: Int
 
     public init(transport: MediaTransport = .rtp, realtimePriority: Int = 0) {

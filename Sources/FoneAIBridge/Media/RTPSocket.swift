@@ -91,16 +91,6 @@ public final class RTPSocket: Sendable {
         }.get()) ?? RTPSocketCounters()
     }
 
-    /// Sets the scheduling of the event loop's thread (see `MediaSettings.realtimePriority`);
-    /// nil when done, else why not.
-    public func setRealtimePriority(_ priority: Int) async -> String? {
-        do {
-            return try await channel.eventLoop.submit { ThreadPriority.setRealtime(priority) }.get()
-        } catch {
-            return "\(error)"
-        }
-    }
-
     /// Answers once the RTP event loop runs tasks: the watchdog's proof of life.
     public func probe() async -> Bool {
         (try? await channel.eventLoop.submit { true }.get()) ?? false

@@ -44,7 +44,7 @@ public enum LoadReport {
         s += "Load average (1 min) before each run: \(runs.map { "\(named($0)) \(f($0.machine.loadAverageBefore, 2))" }.joined(separator: ", ")); "
         s += "the daemon ran at nice \(first.machine.niceness)"
         if let priority = first.machine.daemonRealtimePriority, priority > 0 {
-            s += ", its media thread under SCHED_RR at priority \(priority) (`media.realtimePriority`)"
+            s += ", under SCHED_RR at priority \(priority) (`media.realtimePriority`)"
         }
         s += ". "
         if let daemonCPUs = m.daemonCPUs, let simCPUs = m.simulatorCPUs, daemonCPUs != simCPUs {
