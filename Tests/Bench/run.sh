@@ -22,7 +22,7 @@
 #                                 scheduling; needs root). Off by default: a real-time loop that
 #                                 cannot keep up is throttled by the kernel for 50 ms of every
 #                                 second (sched_rt_runtime_us), which the run then measures
-#   BENCH_DAEMON_RTPRIO=10        the daemon's media.realtimePriority: its threads under
+#   BENCH_DAEMON_RTPRIO=0         the daemon's media.realtimePriority: its threads under
 #                                 SCHED_RR, so kernel threads on its CPU wait for it (0: normal
 #                                 scheduling)
 set -euo pipefail
@@ -52,7 +52,7 @@ RT_ARGS=()
 if [ "$REALTIME" != 0 ] && command -v chrt >/dev/null && chrt -f "$REALTIME" true 2>/dev/null; then
     RT_ARGS=(--realtime "$REALTIME")
 fi
-DAEMON_RTPRIO="${BENCH_DAEMON_RTPRIO:-10}"
+DAEMON_RTPRIO="${BENCH_DAEMON_RTPRIO:-0}"
 NICE_CMD=()
 if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null && [ "$(nice -n "$NICE" nice)" = "$NICE" ]; then
     NICE_CMD=(nice -n "$NICE")
