@@ -178,51 +178,33 @@ enum LoadProc {
 
     /// User and system CPU seconds of the whole process.
     static func cpuTimes(pid: pid_t) -> (user: Double, system: Double)? {
-        guard let text = LoadFiles.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         // Fields after "(comm)": 3=state … 14=utime 15=stime.
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+        guard let (_, fields) = stat("/proc/\(pid)/stat"), fields.count > 12,
+              let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
         return (u / clockTicks, s / clockTicks)
     }
 
     /// The nice value of `pid`'s main thread (field 19 of /proc/PID/stat).
     static func nice(pid: pid_t) -> Int? {
-        guard let text = LoadFiles.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 16 ? Int(fields[16]) : nil
+        guard let (_, fields) = stat("/proc/\(pid)/stat"), fields.count > 16 else { return nil }
+        return Int(fields[16])
     }
 
-    /// The highest real-time priority among `pid`'s threads (`rt_priority` in each thread's
-    /// stat; 0 when all run under normal scheduling).
+    /// The highest real-time priority among `pid`'s threads (`rt_priority`, field 40 of each
+    /// thread's stat; 0 when all run under normal scheduling).
     static func highestRealtimePriority(pid: pid_t) -> Int {
-        guard let dir = opendir("/proc/\(pid)/task") else { return 0 }
-        defer { closedir(dir) }
-        var highest = 0
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard Int(name) != nil, let text = LoadFiles.read("/proc/\(pid)/task/\(name)/stat"),
-                  let close = text.lastIndex(of: ")") else { continue }
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            // After the command: state is field 3 of stat(5), rt_priority field 40.
-            if fields.count > 37, let priority = Int(fields[37]) { highest = max(highest, priority) }
-        }
-        return highest
+        threadIDs(pid: "\(pid)").compactMap { tid in
+            stat("/proc/\(pid)/task/\(tid)/stat").flatMap { $0.fields.count > 37 ? Int($0.fields[37]) : nil }
+        }.max() ?? 0
     }
 
     /// CPU seconds per thread of `pid` ("self" for this process), keyed by thread id, with the
     /// thread's name.
     static func threadCPU(pid: String) -> [Int: (name: String, seconds: Double)] {
         var out: [Int: (String, Double)] = [:]
-        guard let dir = opendir("/proc/\(pid)/task") else { return [:] }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard let tid = Int(name) else { continue }
-            guard let text = LoadFiles.read("/proc/\(pid)/task/\(tid)/stat"), let open = text.firstIndex(of: "("),
-                  let close = text.lastIndex(of: ")") else { continue }
-            let comm = String(text[text.index(after: open)..<close])
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
+        for tid in threadIDs(pid: pid) {
+            guard let (comm, fields) = stat("/proc/\(pid)/task/\(tid)/stat"), fields.count > 12,
+                  let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
             out[tid] = (comm, (u + s) / clockTicks)
         }
         return out
@@ -231,11 +213,8 @@ enum LoadProc {
     /// Each thread's voluntary and involuntary context switches so far, by thread id.
     static func contextSwitches(pid: String) -> [Int: (voluntary: Int, involuntary: Int)] {
         var threads: [Int: (voluntary: Int, involuntary: Int)] = [:]
-        guard let dir = opendir("/proc/\(pid)/task") else { return [:] }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard let tid = Int(name), let text = LoadFiles.read("/proc/\(pid)/task/\(name)/status") else { continue }
+        for tid in threadIDs(pid: pid) {
+            guard let text = LoadFiles.read("/proc/\(pid)/task/\(tid)/status") else { continue }
             var v = 0, n = 0
             for line in text.split(separator: "\n") {
                 let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " || $0 == "\t" })
@@ -246,6 +225,26 @@ enum LoadProc {
             threads[tid] = (v, n)
         }
         return threads
+    }
+
+    /// The ids of `pid`'s threads ("self" for this process), from /proc/PID/task.
+    static func threadIDs(pid: String) -> [Int] {
+        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(dir) }
+        var ids: [Int] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if let tid = Int(name) { ids.append(tid) }
+        }
+        return ids
+    }
+
+    /// A stat file (proc_pid_stat(5)) as the command and the fields after it, field 3 (the state)
+    /// first. The command can hold spaces and parentheses, so it ends at the last ")".
+    static func stat(_ path: String) -> (comm: String, fields: [Substring])? {
+        guard let text = LoadFiles.read(path), let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"),
+              open < close else { return nil }
+        return (String(text[text.index(after: open)..<close]), text[text.index(after: close)...].split(separator: " "))
     }
 
     /// Context switches between two `contextSwitches` snapshots, summed over the threads alive at
