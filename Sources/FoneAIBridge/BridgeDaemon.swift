@@ -207,8 +207,7 @@ public actor BridgeDaemon: Service {
         return Reconciler(ari: ARIClient(endpoint: endpoint, http: http), registry: registry, idPrefix: config.calls.idPrefix, logger: logger)
     }
 
-    // MARK: Reload
-
+    /// `media.realtimePriority`, applied once at start (see `ThreadPriority`).
     private func applyRealtimePriority(_ priority: Int) {
         guard priority > 0 else { return }
         if let failure = ThreadPriority.setProcessRealtime(priority) {
@@ -220,6 +219,8 @@ public actor BridgeDaemon: Service {
             logger.info("The daemon runs at real-time priority", metadata: ["policy": "SCHED_RR", "priority": "\(priority)"])
         }
     }
+
+    // MARK: Reload
 
     /// SIGHUP or `foneaictl reload`: a bad config is rejected and the old one stays in force.
     public func reload() async -> ReloadInfo {
