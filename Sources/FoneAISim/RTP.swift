@@ -288,18 +288,8 @@ final class ExternalMedia: Sendable {
             counters.droppedDynamicPayloadPackets.increment()
             return
         }
-        var samples: [Int16] = []
-        var p = payload
         switch pt {
-        case 10, 11:
-            samples.reserveCapacity(p.readableBytes / 2)
-            while let s = p.readInteger(endianness: .big, as: Int16.self) { samples.append(s) }
-        case 0:
-            samples.reserveCapacity(p.readableBytes)
-            while let b = p.readInteger(as: UInt8.self) { samples.append(G711.ulawDecode(b)) }
-        case 8:
-            samples.reserveCapacity(p.readableBytes)
-            while let b = p.readInteger(as: UInt8.self) { samples.append(G711.alawDecode(b)) }
+        case 0, 8, 10, 11: break
         default:
             counters.droppedUnsupportedPayloadPackets.increment()
             return
@@ -309,7 +299,7 @@ final class ExternalMedia: Sendable {
             return
         }
         listener.recordHeard(
-            samples: samples,
+            payload: payload,
             packet: SimHeardPacket(
                 arrivalNanos: arrival, sequenceNumber: header.sequenceNumber, timestamp: header.timestamp,
                 ssrc: header.ssrc, payloadType: pt, payloadBytes: payload.readableBytes, marker: header.marker,

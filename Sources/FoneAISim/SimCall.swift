@@ -1,4 +1,5 @@
 import FoundationEssentials
+import NIOCore
 import Synchronization
 
 /// A simulated caller: its channel in the fake Asterisk, what it sends and what it hears.
@@ -219,9 +220,21 @@ public final class SimCall: Sendable {
         }
     }
 
-    func recordHeard(samples: [Int16], packet: SimHeardPacket) {
+    /// Decodes an RTP payload (slin16 big-endian for payload types 10 and 11, μ-law 0, A-law 8)
+    /// straight onto the end of the recording: no array per packet on the simulator's one loop.
+    func recordHeard(payload: ByteBuffer, packet: SimHeardPacket) {
         state.withLock { st in
-            st.heard.append(contentsOf: samples)
+            payload.withUnsafeReadableBytes { bytes in
+                switch packet.payloadType {
+                case 10, 11:
+                    for i in stride(from: 0, to: bytes.count &- 1, by: 2) {
+                        st.heard.append(Int16(bitPattern: UInt16(bytes[i]) << 8 | UInt16(bytes[i &+ 1])))
+                    }
+                case 0: for byte in bytes { st.heard.append(G711.ulawDecode(byte)) }
+                case 8: for byte in bytes { st.heard.append(G711.alawDecode(byte)) }
+                default: break
+                }
+            }
             st.heardPackets.append(packet)
         }
     }
