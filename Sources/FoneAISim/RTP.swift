@@ -103,6 +103,23 @@ struct RTPHeader {
 
 /// The RTP side of one UnicastRTP (externalMedia) channel: its own UDP socket, the stream it sends
 /// to `external_host` while bridged with a caller, and what it receives back.
+/// The static payload types a simulated caller can hear, as Asterisk's externalMedia sends them.
+enum HeardCodec {
+    /// Payload types 10 and 11: 16-bit linear, big-endian.
+    case slin16BigEndian
+    case ulaw
+    case alaw
+
+    init?(payloadType: UInt8) {
+        switch payloadType {
+        case 10, 11: self = .slin16BigEndian
+        case 0: self = .ulaw
+        case 8: self = .alaw
+        default: return nil
+        }
+    }
+}
+
 final class ExternalMedia: Sendable {
     let channelID: String
     let remote: SocketAddress
@@ -288,9 +305,7 @@ final class ExternalMedia: Sendable {
             counters.droppedDynamicPayloadPackets.increment()
             return
         }
-        switch pt {
-        case 0, 8, 10, 11: break
-        default:
+        guard let codec = HeardCodec(payloadType: pt) else {
             counters.droppedUnsupportedPayloadPackets.increment()
             return
         }
@@ -299,7 +314,7 @@ final class ExternalMedia: Sendable {
             return
         }
         listener.recordHeard(
-            payload: payload,
+            payload: payload, codec: codec,
             packet: SimHeardPacket(
                 arrivalNanos: arrival, sequenceNumber: header.sequenceNumber, timestamp: header.timestamp,
                 ssrc: header.ssrc, payloadType: pt, payloadBytes: payload.readableBytes, marker: header.marker,

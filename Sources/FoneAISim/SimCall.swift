@@ -220,19 +220,18 @@ public final class SimCall: Sendable {
         }
     }
 
-    /// Decodes an RTP payload (slin16 big-endian for payload types 10 and 11, μ-law 0, A-law 8)
-    /// straight onto the end of the recording: no array per packet on the simulator's one loop.
-    func recordHeard(payload: ByteBuffer, packet: SimHeardPacket) {
+    /// Decodes an RTP payload straight onto the end of the recording: no array per packet on the
+    /// simulator's one loop.
+    func recordHeard(payload: ByteBuffer, codec: HeardCodec, packet: SimHeardPacket) {
         state.withLock { st in
             payload.withUnsafeReadableBytes { bytes in
-                switch packet.payloadType {
-                case 10, 11:
+                switch codec {
+                case .slin16BigEndian:
                     for i in stride(from: 0, to: bytes.count &- 1, by: 2) {
                         st.heard.append(Int16(bitPattern: UInt16(bytes[i]) << 8 | UInt16(bytes[i &+ 1])))
                     }
-                case 0: for byte in bytes { st.heard.append(G711.ulawDecode(byte)) }
-                case 8: for byte in bytes { st.heard.append(G711.alawDecode(byte)) }
-                default: break
+                case .ulaw: for byte in bytes { st.heard.append(G711.ulawDecode(byte)) }
+                case .alaw: for byte in bytes { st.heard.append(G711.alawDecode(byte)) }
                 }
             }
             st.heardPackets.append(packet)
