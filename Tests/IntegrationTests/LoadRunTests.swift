@@ -21,6 +21,10 @@ struct LoadRunTests {
         #expect(result.toCaller.framesInWindow > 6 * 50, "\(result.toCaller.framesInWindow) AI frames measured")
         #expect(result.toCaller.lost == 0 && result.toCaller.duplicates == 0)
         #expect(result.simulator.sendErrors ?? 0 == 0)
+        // One interval between the AI's answers per caller frame: 20 ms apart, give or take the
+        // jitter this test does not judge.
+        let answers = try #require(result.pacing.aiAnswerIntervalMs)
+        #expect(answers.count > 6 * 50 && (15...25).contains(answers.p50), "\(answers)")
         // Each packet heard in the window came with the kernel's receive time, so the simulator's
         // own read delay is known for each of them.
         let readDelay = try #require(result.simulator.readDelayMs)

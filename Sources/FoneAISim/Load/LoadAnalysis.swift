@@ -32,6 +32,8 @@ struct LoadCallAnalysis {
     var intervalsMs: [Double] = []
     var talkspurtStarts = 0
     var simSendIntervalsMs: [Double] = []
+    /// Intervals between the AI server's consecutive answers: the timing the bridge receives.
+    var aiAnswerIntervalsMs: [Double] = []
     /// Kernel arrival → the simulator's read, of each packet heard in the window.
     var simReadDelaysMs: [Double] = []
 
@@ -163,6 +165,11 @@ struct LoadCallAnalysis {
         if sent.count > 1 {
             for n in 1..<sent.count where inWindow(sent[n - 1]) && inWindow(sent[n]) {
                 simSendIntervalsMs.append(ms(sent[n], sent[n - 1]))
+            }
+        }
+        if aiEcho.count > 1 {
+            for j in 1..<aiEcho.count where inWindow(aiEcho[j - 1]) && inWindow(aiEcho[j]) {
+                aiAnswerIntervalsMs.append(ms(aiEcho[j], aiEcho[j - 1]))
             }
         }
     }

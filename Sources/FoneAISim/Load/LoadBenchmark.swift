@@ -262,7 +262,7 @@ public enum LoadBenchmark {
         let edge = UInt64(o.edgeSeconds * 1e9)
 
         var toAILatency: [Double] = [], toCallerLatency: [Double] = [], aboveFloor: [Double] = [], floors: [Double] = []
-        var intervals: [Double] = [], simIntervals: [Double] = [], simReadDelays: [Double] = []
+        var intervals: [Double] = [], simIntervals: [Double] = [], answerIntervals: [Double] = [], simReadDelays: [Double] = []
         var bridgedMs: [Double] = [], firstAudioMs: [Double] = []
         var toAIInWindow = 0, toAILost = 0, toAIDup = 0, toAIUnid = 0
         var toCallerInWindow = 0, toCallerLost = 0, toCallerDup = 0, heardTotal = 0, silent = 0, misaligned = 0, unreadable = 0
@@ -336,6 +336,7 @@ public enum LoadBenchmark {
             unreadable += a.unreadablePackets
             intervals.append(contentsOf: a.intervalsMs)
             simIntervals.append(contentsOf: a.simSendIntervalsMs)
+            answerIntervals.append(contentsOf: a.aiAnswerIntervalsMs)
             simReadDelays.append(contentsOf: a.simReadDelaysMs)
             talkspurts += a.talkspurtStarts
             renumbered += a.renumbered
@@ -406,7 +407,7 @@ public enum LoadBenchmark {
                             packetsHeard: heardTotal, silentPackets: silent, misalignedPackets: misaligned, unreadablePackets: unreadable),
             pacing: .init(intervalMs: .of(&intervals), absDeviationMs: .empty, talkspurtStartsExcluded: talkspurts,
                           intervalsOver22ms: intervals.filter { $0 > 22 }.count, intervalsUnder18ms: intervals.filter { $0 < 18 }.count,
-                          simulatorSendIntervalMs: .of(&simIntervals)),
+                          simulatorSendIntervalMs: .of(&simIntervals), aiAnswerIntervalMs: .of(&answerIntervals)),
             setup: .init(bridgedMs: .of(&bridgedMs), firstAudioAtAIMs: .of(&firstAudioMs)),
             daemon: .init(windowSeconds: windowSeconds, cpuSeconds: cpuEnd - cpuStart, cores: (cpuEnd - cpuStart) / windowSeconds,
                           userSeconds: timesEnd.user - timesStart.user, systemSeconds: timesEnd.system - timesStart.system,

@@ -77,7 +77,12 @@ public enum LoadReport {
         }
         s += "- *lost*: packets the simulator sent inside a call's window that never reached the AI server, and frames the AI server echoed inside the window that never reached the caller (identified per packet from the tone's phase, see below), out of all such packets.\n"
         s += "- *pacing*: interval between consecutive RTP packets arriving at the simulated caller, excluding talkspurt starts (marker bit). For comparison, the simulator's own send intervals over the same windows: "
-        s += runs.map { "\(named($0)) p1 \(f($0.pacing.simulatorSendIntervalMs.p1, 2)) / p99 \(f($0.pacing.simulatorSendIntervalMs.p99, 2)) ms" }.joined(separator: ", ") + ".\n"
+        s += runs.map { "\(named($0)) p1 \(f($0.pacing.simulatorSendIntervalMs.p1, 2)) / p99 \(f($0.pacing.simulatorSendIntervalMs.p99, 2)) ms" }.joined(separator: ", ") + "."
+        let answers = runs.compactMap { r in r.pacing.aiAnswerIntervalMs.map { "\(named(r)) p1 \(f($0.p1, 2)) / p99 \(f($0.p99, 2)) ms" } }
+        if !answers.isEmpty {
+            s += " And the intervals at which the AI server sent its answers, which the bridge paces back out: the echo answers each caller frame as it arrives, so they carry the jitter of the caller's sends, of the way through the bridge to the AI and of the simulator's reads; the bridge's 2 ms hold absorbs the first 2 ms of it: " + answers.joined(separator: ", ") + "."
+        }
+        s += "\n"
         s += "- *RTP in→AI*: simulator send time of each RTP packet → AI server receive time of the frame carrying it. *AI→RTP out*: AI server send time of each echoed frame → simulator receive time of the RTP packet carrying it. *Above call floor*: the same minus the call's own lowest value (what varies from packet to packet; the floor is where the call's 20 ms slot grid sits relative to the AI's frames, plus the resampler's ~2 ms filter delay).\n"
         let readDelays = runs.compactMap { r in r.simulator.readDelayMs.map { "\(named(r)) p50 \(f($0.p50, 2)) / p99 \(f($0.p99, 2)) ms" } }
         if !readDelays.isEmpty {

@@ -124,6 +124,12 @@ public struct LoadResult: Codable, Sendable {
         /// The simulator's own send intervals over the same windows: the machine's scheduling
         /// noise as seen from the simulator process (a floor for the numbers above).
         public var simulatorSendIntervalMs: Percentiles
+        /// Intervals between the AI server's consecutive answers to a call, as it sent them: the
+        /// echo answers each caller frame at once, so these carry the jitter of the caller's
+        /// sends, of the bridge's way to the AI and of the simulator's reads, all of which the
+        /// bridge's 2 ms hold must absorb to keep its own output 20 ms apart. nil in results
+        /// written before it was measured.
+        public var aiAnswerIntervalMs: Percentiles?
     }
 
     public struct Setup: Codable, Sendable {
@@ -285,6 +291,9 @@ extension LoadResult {
         row("lost AI → caller", "\(toCaller.lost) of \(toCaller.framesInWindow) frames (dup \(toCaller.duplicates), silent \(toCaller.silentPackets), misaligned \(toCaller.misalignedPackets), unreadable \(toCaller.unreadablePackets) of \(toCaller.packetsHeard) heard)")
         row("pacing interval", "p1 \(f(pacing.intervalMs.p1, 2)) p50 \(f(pacing.intervalMs.p50, 2)) p99 \(f(pacing.intervalMs.p99, 2)) max \(f(pacing.intervalMs.max, 2)) ms; |dev| p99 \(f(pacing.absDeviationMs.p99, 2)) max \(f(pacing.absDeviationMs.max, 2)) ms")
         row("  (simulator's own sends)", "p1 \(f(pacing.simulatorSendIntervalMs.p1, 2)) p50 \(f(pacing.simulatorSendIntervalMs.p50, 2)) p99 \(f(pacing.simulatorSendIntervalMs.p99, 2)) max \(f(pacing.simulatorSendIntervalMs.max, 2)) ms")
+        if let answers = pacing.aiAnswerIntervalMs {
+            row("  (the AI's answers, as sent)", "p1 \(f(answers.p1, 2)) p50 \(f(answers.p50, 2)) p99 \(f(answers.p99, 2)) max \(f(answers.max, 2)) ms")
+        }
         row("latency RTP in → AI", "p50 \(f(toAI.latencyMs.p50, 2)) p99 \(f(toAI.latencyMs.p99, 2)) max \(f(toAI.latencyMs.max, 2)) ms")
         row("latency AI → RTP out", "p50 \(f(toCaller.latencyMs.p50, 2)) p99 \(f(toCaller.latencyMs.p99, 2)) max \(f(toCaller.latencyMs.max, 2)) ms")
         row("  above each call's floor", "p50 \(f(toCaller.latencyAboveCallFloorMs.p50, 2)) p99 \(f(toCaller.latencyAboveCallFloorMs.p99, 2)) ms (floor p50 \(f(toCaller.callFloorMs.p50, 2)), range \(f(toCaller.callFloorMs.min, 2))–\(f(toCaller.callFloorMs.max, 2)) ms)")
