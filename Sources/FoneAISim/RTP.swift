@@ -101,8 +101,6 @@ struct RTPHeader {
     }
 }
 
-/// The RTP side of one UnicastRTP (externalMedia) channel: its own UDP socket, the stream it sends
-/// to `external_host` while bridged with a caller, and what it receives back.
 /// The static payload types a simulated caller can hear, as Asterisk's externalMedia sends them.
 enum HeardCodec {
     /// Payload types 10 and 11: 16-bit linear, big-endian.
@@ -120,6 +118,8 @@ enum HeardCodec {
     }
 }
 
+/// The RTP side of one UnicastRTP (externalMedia) channel: its own UDP socket, the stream it sends
+/// to `external_host` while bridged with a caller, and what it receives back.
 final class ExternalMedia: Sendable {
     let channelID: String
     let remote: SocketAddress
