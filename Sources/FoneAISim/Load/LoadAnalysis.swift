@@ -62,6 +62,12 @@ struct LoadCallAnalysis {
         let slack: UInt64 = 10_000_000
         func inWindow(_ t: UInt64) -> Bool { t >= windowStart && t <= windowEnd }
         func ms(_ a: UInt64, _ b: UInt64) -> Double { (Double(a) - Double(b)) / 1e6 }
+        /// Between consecutive times, where both lie in the window.
+        func intervalsInWindowMs(_ times: [UInt64]) -> [Double] {
+            zip(times, times.dropFirst()).compactMap { earlier, later in
+                inWindow(earlier) && inWindow(later) ? ms(later, earlier) : nil
+            }
+        }
 
         // Caller → AI: number the AI's frames from their tone slot (the first frame is packet
         // `slot`: fewer than `period` packets can have gone missing before it).
@@ -162,15 +168,7 @@ struct LoadCallAnalysis {
         for packet in heard where inWindow(packet.arrivalNanos) {
             if let delay = packet.readDelayNanos { simReadDelaysMs.append(Double(delay) / 1e6) }
         }
-        if sent.count > 1 {
-            for n in 1..<sent.count where inWindow(sent[n - 1]) && inWindow(sent[n]) {
-                simSendIntervalsMs.append(ms(sent[n], sent[n - 1]))
-            }
-        }
-        if aiEcho.count > 1 {
-            for j in 1..<aiEcho.count where inWindow(aiEcho[j - 1]) && inWindow(aiEcho[j]) {
-                aiAnswerIntervalsMs.append(ms(aiEcho[j], aiEcho[j - 1]))
-            }
-        }
+        simSendIntervalsMs = intervalsInWindowMs(sent)
+        aiAnswerIntervalsMs = intervalsInWindowMs(aiEcho)
     }
 }

@@ -286,13 +286,14 @@ extension LoadResult {
         lines.append("foneai-sim load: \(parameters.calls) calls at \(f(parameters.rate, 1))/s, all up for \(f(calls.concurrentSeconds, 1)) s; \(machine.cores) cores (\(machine.cpuModel)), load \(f(machine.loadAverageBefore, 2)) → \(f(machine.loadAverageAfter, 2)); CPUs: daemon \(machine.daemonCPUs ?? "?"), simulator \(machine.simulatorCPUs ?? "?")\(machine.simulatorRealtimePriority.map { " (real-time priority \($0))" } ?? machine.simulatorNiceness.map { " (nice \($0))" } ?? ""); \(date)")
         lines.append("")
         func row(_ a: String, _ b: String) { lines.append(Self.pad(a, 34) + b) }
+        func spread(_ p: Percentiles) -> String { "p1 \(f(p.p1, 2)) p50 \(f(p.p50, 2)) p99 \(f(p.p99, 2)) max \(f(p.max, 2)) ms" }
         row("calls sustained", "\(calls.sustained)/\(calls.placed) (bridged \(calls.bridged), AI sessions \(calls.aiSessions)\(calls.excludedPortCollisions > 0 ? ", \(calls.excludedPortCollisions) not measured: simulator port collision" : ""))")
         row("lost caller → AI", "\(toAI.lost) of \(toAI.packetsInWindow) packets (dup \(toAI.duplicates), unidentified \(toAI.unidentified))")
         row("lost AI → caller", "\(toCaller.lost) of \(toCaller.framesInWindow) frames (dup \(toCaller.duplicates), silent \(toCaller.silentPackets), misaligned \(toCaller.misalignedPackets), unreadable \(toCaller.unreadablePackets) of \(toCaller.packetsHeard) heard)")
-        row("pacing interval", "p1 \(f(pacing.intervalMs.p1, 2)) p50 \(f(pacing.intervalMs.p50, 2)) p99 \(f(pacing.intervalMs.p99, 2)) max \(f(pacing.intervalMs.max, 2)) ms; |dev| p99 \(f(pacing.absDeviationMs.p99, 2)) max \(f(pacing.absDeviationMs.max, 2)) ms")
-        row("  (simulator's own sends)", "p1 \(f(pacing.simulatorSendIntervalMs.p1, 2)) p50 \(f(pacing.simulatorSendIntervalMs.p50, 2)) p99 \(f(pacing.simulatorSendIntervalMs.p99, 2)) max \(f(pacing.simulatorSendIntervalMs.max, 2)) ms")
+        row("pacing interval", "\(spread(pacing.intervalMs)); |dev| p99 \(f(pacing.absDeviationMs.p99, 2)) max \(f(pacing.absDeviationMs.max, 2)) ms")
+        row("  (simulator's own sends)", spread(pacing.simulatorSendIntervalMs))
         if let answers = pacing.aiAnswerIntervalMs {
-            row("  (the AI's answers, as sent)", "p1 \(f(answers.p1, 2)) p50 \(f(answers.p50, 2)) p99 \(f(answers.p99, 2)) max \(f(answers.max, 2)) ms")
+            row("  (the AI's answers, as sent)", spread(answers))
         }
         row("latency RTP in → AI", "p50 \(f(toAI.latencyMs.p50, 2)) p99 \(f(toAI.latencyMs.p99, 2)) max \(f(toAI.latencyMs.max, 2)) ms")
         row("latency AI → RTP out", "p50 \(f(toCaller.latencyMs.p50, 2)) p99 \(f(toCaller.latencyMs.p99, 2)) max \(f(toCaller.latencyMs.max, 2)) ms")
